@@ -1,0 +1,42 @@
+"""geoproc: satellite imagery at scale.
+
+Find scenes in a STAC catalog, load them lazily onto one grid, process every
+chunk with numba kernels, and write Zarr, on a Dask cluster.
+
+>>> import geoproc
+>>> items = geoproc.search("geoproc-demo/archive/catalog.json", datetime="2024-05")  # doctest: +SKIP
+>>> ds = geoproc.load(items, ["red", "nir", "scl"], resolution=10)  # doctest: +SKIP
+>>> ndvi = geoproc.composite(geoproc.ndvi(ds), "median", mask=geoproc.cloud_mask(ds))  # doctest: +SKIP
+>>> geoproc.to_zarr(ndvi, "ndvi.zarr")  # doctest: +SKIP
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("geoproc")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+from . import accessor as _accessor  # noqa: F401,E402  (registers .geoproc)
+from .compositing import composite  # noqa: E402
+from .errors import GeoprocError  # noqa: E402
+from .grid import GridSpec  # noqa: E402
+from .indices import index, ndvi  # noqa: E402
+from .io.stac import search  # noqa: E402
+from .io.zarr import open_result, to_zarr  # noqa: E402
+from .loader import load  # noqa: E402
+from .masking import cloud_mask  # noqa: E402
+
+__all__ = [
+    "search",
+    "load",
+    "cloud_mask",
+    "ndvi",
+    "index",
+    "composite",
+    "to_zarr",
+    "open_result",
+    "GridSpec",
+    "GeoprocError",
+    "__version__",
+]

@@ -1,0 +1,43 @@
+"""The ``.geoproc`` accessor on xarray objects: aliases of the public functions, no logic.
+
+>>> ds.geoproc.ndvi()  # same as geoproc.ndvi(ds)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import xarray as xr
+
+from .compositing import composite
+from .indices import index, ndvi
+from .io.zarr import to_zarr
+from .masking import cloud_mask
+
+#: accessor method name -> public function; kept in step with ``geoproc.__all__`` by a test
+ALIASES = {
+    "cloud_mask": cloud_mask,
+    "ndvi": ndvi,
+    "index": index,
+    "composite": composite,
+    "to_zarr": to_zarr,
+}
+
+
+class _GeoprocAccessor:
+    def __init__(self, obj: xr.DataArray | xr.Dataset):
+        self._obj = obj
+
+
+def _alias(func):
+    def method(self, *args, **kwargs):
+        return func(self._obj, *args, **kwargs)
+
+    method.__name__ = func.__name__
+    method.__doc__ = func.__doc__
+    return method
+
+
+for _name, _func in ALIASES.items():
+    setattr(_GeoprocAccessor, _name, _alias(_func))
+
+xr.register_dataarray_accessor("geoproc")(_GeoprocAccessor)
+xr.register_dataset_accessor("geoproc")(_GeoprocAccessor)

@@ -1,0 +1,91 @@
+"""The ``geoproc`` command.
+
+Errors that geoproc raises on purpose (:class:`geoproc.errors.GeoprocError`)
+print one line, ``geoproc: error: ...``, and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="geoproc", description="Satellite imagery processing at scale.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def job_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--output", metavar="URL", help="output Zarr store (path or file:// URL)")
+        sp.add_argument("--cluster", metavar="ADDRESS", help="address of an existing Dask scheduler (default: start a LocalCluster)")
+        sp.add_argument("--workers", type=int, metavar="N", help="worker processes of the LocalCluster (default: one per core)")
+        sp.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the embedded demo job (generates a small synthetic archive on first use)",
+        description="Search a local catalog, load red/nir/SCL on a 10 m grid, mask clouds, NDVI, median over time, write Zarr and a PNG.",
+    )
+    demo.add_argument("--root", default="geoproc-demo", metavar="DIR", help="folder for the archive and outputs (default: ./geoproc-demo)")
+    job_options(demo)
+
+    run = sub.add_parser("run", help="run a workflow file (YAML)")
+    run.add_argument("workflow", help="path of the workflow YAML file")
+    run.add_argument("--overwrite", action="store_true", help="replace the output store if it exists")
+    job_options(run)
+
+    gen = sub.add_parser("generate", help="write a synthetic Sentinel-2-like archive with ground truth")
+    gen.add_argument("root", help="folder to write into")
+    gen.add_argument("--size", type=int, default=512, help="tile size in 10 m pixels (default 512)")
+    gen.add_argument("--dates", type=int, default=6, help="number of dates (default 6)")
+    gen.add_argument("--tiles", type=int, default=3, help="number of tiles, the last in the next UTM zone (default 3)")
+    gen.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _demo_spec(root: str, output: str | None):
+    import os
+
+    from .workflow import DEMO_SPEC, JobSpec
+
+    spec = dict(DEMO_SPEC)
+    spec["catalog"] = os.path.join(root, "archive", "catalog.json")
+    spec["output"] = output or os.path.join(root, "ndvi_median.zarr")
+    spec["quicklook"] = os.path.join(root, "ndvi_median.png")
+    spec["overwrite"] = True
+    return JobSpec.from_dict(spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    from .errors import GeoprocError
+
+    try:
+        if args.command == "generate":
+            from .testing import generate_archive
+
+            arc = generate_archive(args.root, size=args.size, dates=args.dates, tiles=args.tiles, seed=args.seed)
+            print(f"wrote {len(arc.item_ids)} items to {arc.catalog}")
+            return 0
+        from .workflow import load_spec, run_job
+
+        if args.command == "demo":
+            spec = _demo_spec(args.root, args.output)
+        else:
+            spec = load_spec(args.workflow, output=args.output, overwrite=args.overwrite or None)
+        result = run_job(spec, cluster=args.cluster, n_workers=args.workers, progress=not args.no_progress)
+        print(result.summary())
+        return 0
+    except GeoprocError as exc:
+        print(f"geoproc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("geoproc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

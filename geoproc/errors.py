@@ -1,0 +1,55 @@
+"""Typed errors. Every message names the problem and says what to do next.
+
+All errors raised on purpose by geoproc derive from :class:`GeoprocError`, so a
+caller (and the CLI) can tell a user mistake or a data problem from a bug.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GeoprocError",
+    "CatalogError",
+    "NoItemsFoundError",
+    "NoOverlapError",
+    "UnknownBandError",
+    "MetadataError",
+    "AssetReadError",
+    "InvalidArgumentError",
+    "OutputError",
+]
+
+
+class GeoprocError(Exception):
+    """Base class of every error geoproc raises on purpose."""
+
+
+class CatalogError(GeoprocError):
+    """A STAC catalog or API could not be opened or does not behave like one."""
+
+
+class NoItemsFoundError(GeoprocError):
+    """A search matched no item."""
+
+
+class NoOverlapError(GeoprocError):
+    """The requested area does not overlap any of the items."""
+
+
+class UnknownBandError(GeoprocError):
+    """A band name matches no asset key, ``eo:bands`` name or common name."""
+
+
+class MetadataError(GeoprocError):
+    """An item lacks metadata needed to place its pixels (CRS, transform, shape)."""
+
+
+class AssetReadError(GeoprocError):
+    """An asset could not be read; the message names the item, asset key and href."""
+
+
+class InvalidArgumentError(GeoprocError, ValueError):
+    """An argument has a value geoproc cannot use."""
+
+
+class OutputError(GeoprocError):
+    """The output location cannot be written, or holds something in the way."""

@@ -1,0 +1,209 @@
+"""Declarative jobs: search -> load -> cloud mask -> index -> composite -> Zarr, on a Dask cluster.
+
+A job is a YAML file (see ``workflows/demo.yaml``) or a dict with the same
+keys. It only wires library functions that are tested on their own; the steps
+add nothing of their own but logging and timing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .errors import InvalidArgumentError
+
+__all__ = ["JobSpec", "JobResult", "DEMO_SPEC", "run_job", "load_spec"]
+
+#: The embedded default job: a small synthetic archive generated on first use.
+DEMO_SPEC: dict[str, Any] = {
+    "catalog": "geoproc-demo/archive/catalog.json",
+    "generate": {"size": 512, "dates": 6, "tiles": 3, "seed": 0},
+    "search": {
+        "bbox": [17.88, 45.45, 18.08, 45.51],
+        "datetime": "2024-05-01/2024-05-31",
+        "query": {"eo:cloud_cover": {"lt": 50}},
+    },
+    "load": {"bands": ["red", "nir", "scl"], "resolution": 10, "chunks": 512},
+    "mask": {"classes": [0, 1, 3, 8, 9, 10]},
+    "index": "NDVI",
+    "composite": "median",
+    "output": "geoproc-demo/ndvi_median.zarr",
+    "quicklook": "geoproc-demo/ndvi_median.png",
+}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job's parameters.
+
+    Attributes
+    ----------
+    catalog
+        Path of a static ``catalog.json`` or URL of a STAC API.
+    output
+        Where the Zarr store goes (path or ``file://`` URL).
+    generate
+        If set and ``catalog`` does not exist, a synthetic archive is generated
+        there first with these :func:`geoproc.testing.generate_archive` arguments.
+    search
+        Arguments of :func:`geoproc.search` (``bbox``, ``datetime``, ``query``,
+        ``collections``, ``max_items``). The search ``bbox`` also bounds the output.
+    load
+        Arguments of :func:`geoproc.load` (``bands``, ``resolution``, ``crs``, ``chunks``, ...).
+    mask
+        Arguments of :func:`geoproc.cloud_mask` (``classes``, ``band``).
+    index
+        Spectral index name (:data:`geoproc.indices.INDICES`).
+    composite
+        Composite method (:func:`geoproc.composite`).
+    quicklook
+        Path of a PNG preview of the result, or ``None`` for none.
+    overwrite
+        Replace an existing output store.
+    """
+
+    catalog: str
+    output: str
+    generate: Mapping[str, Any] | None = None
+    search: Mapping[str, Any] = field(default_factory=dict)
+    load: Mapping[str, Any] = field(default_factory=lambda: {"bands": ["red", "nir", "scl"]})
+    mask: Mapping[str, Any] = field(default_factory=dict)
+    index: str = "NDVI"
+    composite: str = "median"
+    quicklook: str | None = None
+    overwrite: bool = False
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any], **overrides: Any) -> JobSpec:
+        """Build from a mapping; unknown keys are an error, ``None`` overrides are ignored."""
+        merged = {**spec, **{k: v for k, v in overrides.items() if v is not None}}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(merged) - names
+        if unknown:
+            raise InvalidArgumentError(f"unknown job keys {sorted(unknown)}; valid keys: {', '.join(sorted(names))}")
+        missing = {"catalog", "output"} - set(merged)
+        if missing:
+            raise InvalidArgumentError(f"the job lacks {sorted(missing)}; give a catalog path/URL and an output path")
+        return cls(**merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_spec(path: str | os.PathLike, **overrides: Any) -> JobSpec:
+    """Read a job from a YAML file."""
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot read workflow file {path}: {exc.strerror}; check the path") from None
+    except yaml.YAMLError as exc:
+        raise InvalidArgumentError(f"workflow file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise InvalidArgumentError(f"workflow file {path} must hold a mapping of job keys")
+    return JobSpec.from_dict(data, **overrides)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Summary of a finished job."""
+
+    scenes: int
+    time_slices: int
+    shape: tuple[int, int]
+    seconds: float
+    output: str
+    quicklook: str | None
+    dashboard: str | None
+
+    @property
+    def pixels(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def summary(self) -> str:
+        lines = [
+            f"scenes     {self.scenes} items in {self.time_slices} time slices",
+            f"pixels     {self.pixels:,} ({self.shape[0]} x {self.shape[1]})",
+            f"seconds    {self.seconds:.1f}",
+            f"output     {self.output}",
+        ]
+        if self.quicklook:
+            lines.append(f"quicklook  {self.quicklook}")
+        return "\n".join(lines)
+
+
+def run_job(
+    spec: JobSpec,
+    *,
+    cluster: str | None = None,
+    n_workers: int | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> JobResult:
+    """Run a job on a Dask cluster (``cluster`` address, or a new LocalCluster).
+
+    Examples
+    --------
+    >>> from geoproc.workflow import DEMO_SPEC, JobSpec, run_job
+    >>> result = run_job(JobSpec.from_dict(DEMO_SPEC))  # doctest: +SKIP
+    >>> print(result.summary())  # doctest: +SKIP
+    """
+    from . import cloud_mask, composite, index, load, search, to_zarr
+    from .cluster import connect
+    from .io.zarr import open_result
+    from .quicklook import quicklook
+
+    started = time.perf_counter()
+    if spec.generate and "://" not in spec.catalog and not os.path.exists(spec.catalog):
+        from .testing import generate_archive
+
+        root = os.path.dirname(os.path.abspath(spec.catalog))
+        log(f"generating a synthetic archive in {root} ...")
+        generate_archive(root, **spec.generate)
+
+    items = search(spec.catalog, **spec.search)
+    log(f"found {len(items)} items in {spec.catalog}")
+    load_args = dict(spec.load)
+    if "bbox" in spec.search and "bbox" not in load_args and "bounds" not in load_args:
+        load_args["bbox"] = spec.search["bbox"]
+    ds = load(items, **load_args)
+    mask = cloud_mask(ds, **spec.mask)
+    values = index(ds, spec.index)
+    result = composite(values, spec.composite, mask=mask)
+    result.name = f"{spec.index.lower()}_{spec.composite}"
+    provenance = {"input_items": ds.attrs["input_items"], "job": spec.to_dict()}
+    pending = to_zarr(result, spec.output, mode="w" if spec.overwrite else "w-", compute=False, attrs=provenance)
+
+    with connect(cluster, n_workers=n_workers) as client:
+        dashboard = client.dashboard_link
+        log(f"dask dashboard: {dashboard}")
+        log(
+            f"computing {result.name} on a {ds.sizes['y']} x {ds.sizes['x']} grid from {ds.sizes['time']} time slices "
+            f"({len(ds.attrs['input_items'])} scenes)"
+        )
+        future = client.compute(pending)
+        if progress:
+            from distributed import progress as progressbar
+
+            progressbar(future, notebook=False)
+            print()
+        future.result()
+
+    png = None
+    if spec.quicklook:
+        png = quicklook(open_result(spec.output)[result.name], spec.quicklook)
+    return JobResult(
+        scenes=len(ds.attrs["input_items"]),
+        time_slices=ds.sizes["time"],
+        shape=(ds.sizes["y"], ds.sizes["x"]),
+        seconds=time.perf_counter() - started,
+        output=spec.output,
+        quicklook=png,
+        dashboard=dashboard,
+    )
