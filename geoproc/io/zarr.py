@@ -127,6 +127,13 @@ def to_zarr(
     ds = ds.copy()
     for name in ds.variables:
         ds[name].attrs = _json_safe(dict(ds[name].attrs))
+    if crs is not None:
+        # xarray leaves a grid_mapping variable out of the "coordinates" attribute, so a plain
+        # xr.open_zarr would read spatial_ref back as data and lose the CRS; list it explicitly
+        for name in ds.data_vars:
+            ds[name].encoding["coordinates"] = " ".join(
+                sorted({*ds[name].encoding.get("coordinates", "").split(), "spatial_ref"})
+            )
     from .. import __version__
 
     ds.attrs = _json_safe(

@@ -27,14 +27,17 @@ def normalized_difference(
     ``a + b == 0``.
     """
     out = np.empty(a.shape[0], dtype=np.float32)
+    # decode in float32, exactly as the loader does, so raw and decoded inputs give identical results
+    sa, oa = np.float32(a_scale), np.float32(a_offset)
+    sb, ob = np.float32(b_scale), np.float32(b_offset)
     for i in range(a.shape[0]):
         ra = a[i]
         rb = b[i]
         if ra == a_nodata or rb == b_nodata:
             out[i] = np.nan
             continue
-        va = np.float32(ra * a_scale + a_offset)
-        vb = np.float32(rb * b_scale + b_offset)
+        va = np.float32(ra) * sa + oa
+        vb = np.float32(rb) * sb + ob
         den = va + vb
         if den == 0 or np.isnan(den):
             out[i] = np.nan

@@ -269,11 +269,11 @@ def _sample_index(grid: GridSpec, world: GridSpec, cell: int) -> tuple[np.ndarra
     return rows, cols
 
 
-def _nodata_mask(shape: tuple[int, int], tile: int, d: int) -> np.ndarray:
-    """A swath edge: the first tile has no data in a corner triangle on date 1."""
-    mask = np.zeros(shape, bool)
+def _nodata_mask(shape20: tuple[int, int], tile: int, d: int) -> np.ndarray:
+    """A swath edge on 20 m pixels: the first tile has no data in a corner triangle on date 1."""
+    mask = np.zeros(shape20, bool)
     if tile == 0 and d == 1:
-        h, w = shape
+        h, w = shape20
         r, c = np.ogrid[:h, :w]
         mask = c > (h - r) + int(0.9 * w)
     return mask
@@ -348,8 +348,8 @@ def generate_archive(
             folder = os.path.join(root, _COLLECTION, item_id)
             os.makedirs(folder, exist_ok=True)
             g20 = _grid20(grid)
-            nd10 = _nodata_mask(grid.shape, t, d)
-            nd20 = nd10[::2, ::2]
+            nd20 = _nodata_mask(g20.shape, t, d)
+            nd10 = np.repeat(np.repeat(nd20, 2, 0), 2, 1)
             assets = {}
             for b, (key, (common, wl, res)) in enumerate(BANDS.items()):
                 if res == 10:

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install geoproc into ./.venv on a fresh Debian machine with Python >= 3.11.
+#   bash scripts/install.sh        the package (enough for `geoproc demo`)
+#   bash scripts/install.sh test   the package and everything the test suite needs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-run}"
+py="${PYTHON:-python3}"
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else echo "install.sh: '$*' needs root; run it as root or install sudo" >&2; exit 1
+    fi
+}
+
+"$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    echo "install.sh: geoproc needs Python >= 3.11, found $("$py" --version 2>&1); set PYTHON=python3.11" >&2
+    exit 1
+}
+
+if [ ! -x .venv/bin/python ]; then
+    if ! "$py" -m venv .venv >/dev/null 2>&1; then
+        # Debian ships venv/ensurepip separately
+        rm -rf .venv
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        "$py" -m venv .venv
+    fi
+fi
+
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+case "$what" in
+    run)  .venv/bin/python -m pip install -q --disable-pip-version-check -e . ;;
+    test) .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" ;;
+    *)    echo "install.sh: unknown target '$what' (use: run, test)" >&2; exit 2 ;;
+esac
+echo "install.sh: geoproc installed in .venv ($what)"

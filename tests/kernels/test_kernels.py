@@ -1,0 +1,85 @@
+"""Numba kernels against plain numpy references, on random data with NaN, nodata and masks."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from geoproc.kernels.composite import METHODS, count_valid, reduce_time
+from geoproc.kernels.indices import normalized_difference
+from geoproc.kernels.masking import class_lut, class_mask
+
+rng = np.random.default_rng(42)
+
+
+def test_class_mask_equals_isin():
+    codes = rng.integers(0, 12, 10_000).astype(np.uint8)
+    classes = (0, 1, 3, 8, 9, 10)
+    np.testing.assert_array_equal(class_mask(codes, class_lut(classes)), np.isin(codes, classes))
+
+
+def test_class_mask_out_of_table_is_false():
+    codes = np.array([-1, 3, 300, 255], dtype=np.int16)
+    np.testing.assert_array_equal(class_mask(codes, class_lut([3, 255])), [False, True, False, True])
+
+
+def test_class_lut_rejects_out_of_range():
+    with pytest.raises(ValueError):
+        class_lut([256])
+
+
+def test_normalized_difference_raw_integers_with_nodata():
+    a = rng.integers(0, 12000, 5000).astype(np.uint16)
+    b = rng.integers(0, 12000, 5000).astype(np.uint16)
+    a[:50] = 0
+    scale, offset = 1e-4, -0.1
+    got = normalized_difference(a, b, scale, offset, 0.0, scale, offset, 0.0)
+    fa = a.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    fb = b.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref = (fa - fb) / (fa + fb)
+    ref[(a == 0) | (b == 0) | (fa + fb == 0)] = np.nan
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-6, equal_nan=True)
+    assert np.isnan(got[:50]).all()
+
+
+def test_normalized_difference_floats_with_nan_and_zero_sum():
+    a = np.array([0.5, np.nan, 0.2, 0.0, -0.1], np.float32)
+    b = np.array([0.1, 0.3, np.nan, 0.0, 0.1], np.float32)
+    got = normalized_difference(a, b, 1.0, 0.0, np.nan, 1.0, 0.0, np.nan)
+    np.testing.assert_allclose(got, [0.4 / 0.6, np.nan, np.nan, np.nan, np.nan], rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("t_len", [1, 2, 7, 8])
+def test_reduce_time_matches_numpy(method, t_len):
+    values = rng.normal(size=(t_len, 3000)).astype(np.float32)
+    values[rng.random(values.shape) < 0.3] = np.nan
+    invalid = rng.random(values.shape) < 0.2
+    values[:, :40] = np.nan  # pixels with no observation at all
+    ref_in = np.where(invalid, np.nan, values)
+    ref = {"median": np.nanmedian, "mean": np.nanmean, "min": np.nanmin, "max": np.nanmax}[method]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+        expected = ref(ref_in, axis=0)
+    got = reduce_time(values, invalid, METHODS[method])
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7, equal_nan=True)
+    assert np.isnan(got[:40]).all()
+
+
+def test_reduce_time_without_mask():
+    values = rng.normal(size=(6, 500)).astype(np.float32)
+    got = reduce_time(values, np.zeros((0, 0), np.bool_), METHODS["median"])
+    np.testing.assert_array_equal(got, np.median(values, axis=0))
+
+
+def test_count_valid():
+    values = rng.normal(size=(9, 1000)).astype(np.float32)
+    values[rng.random(values.shape) < 0.4] = np.nan
+    invalid = rng.random(values.shape) < 0.1
+    expected = (~np.isnan(values) & ~invalid).sum(axis=0)
+    np.testing.assert_array_equal(count_valid(values, invalid), expected)
