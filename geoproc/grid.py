@@ -206,7 +206,7 @@ class GridSpec:
 
     def window(self, row: int, col: int, height: int, width: int) -> GridSpec:
         """The sub-grid starting at pixel ``(row, col)`` of the given size."""
-        return GridSpec(self.crs, self.transform * Affine.translation(col, row), (height, width))
+        return GridSpec(self.crs, self.transform @ Affine.translation(col, row), (height, width))
 
     def chunk_sizes(self, chunk: tuple[int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Dask-style chunk sizes along y and x for a ``(cy, cx)`` chunk shape."""

@@ -1,0 +1,167 @@
+"""geoproc.load against independent reads of the generated COGs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dask
+import numpy as np
+import pytest
+from pyproj import Transformer
+
+import geoproc
+from geoproc.errors import InvalidArgumentError, NoOverlapError, UnknownBandError
+from geoproc.grid import GridSpec, bounds_intersect, transform_bounds
+from geoproc.io.reader import RasterioReader
+
+from .helpers import item_file, read, reflectance
+
+
+@pytest.fixture(scope="module")
+def items(archive):
+    return geoproc.search(archive.catalog)
+
+
+def _by_date(archive, tile_name):
+    return [i for i in archive.item_ids if f"_{tile_name}_" in i]
+
+
+def test_structure_dtypes_and_time(archive, items):
+    ds = geoproc.load(items, ["red", "nir", "scl"], resolution=10, chunks=128)
+    assert list(ds.data_vars) == ["red", "nir", "scl"]
+    assert ds.red.dims == ("time", "y", "x")
+    assert ds.red.dtype == np.float32 and ds.scl.dtype == np.uint8
+    assert ds.red.attrs["nodata"] != ds.red.attrs["nodata"]  # NaN
+    assert ds.scl.attrs["nodata"] == 0 and ds.scl.attrs["resampling"] == "nearest"
+    # one slice per solar day; its time is the first acquisition of that day (UTC)
+    assert ds.sizes["time"] == len(archive.dates)
+    np.testing.assert_array_equal(ds.time.values, np.array([np.datetime64(d.replace(tzinfo=None), "ns") for d in archive.dates]))
+    assert ds.red.chunks[0] == (len(archive.dates),)
+    assert ds.rio.crs.to_epsg() == 32633  # the most common CRS
+    assert ds.rio.resolution() == (10.0, -10.0)
+    assert sorted(ds.attrs["input_items"]) == sorted(archive.item_ids)
+
+
+def test_one_task_per_chunk_per_band(items):
+    ds = geoproc.load(items, ["red", "scl"], resolution=10, chunks=128)
+    n_chunks = len(ds.red.data.chunks[1]) * len(ds.red.data.chunks[2])
+    graph = dict(ds.red.data.__dask_graph__())
+    assert len(graph) == n_chunks
+
+
+def test_aligned_pixels_equal_the_files_and_mosaic(archive, items):
+    """On the first tile's own grid: its pixels, with the overlapping tile filling its no-data triangle."""
+    name_a, _, grid_a = archive.tiles[0]
+    name_b, _, grid_b = archive.tiles[1]
+    ds = geoproc.load(items, ["red", "scl"], bounds=grid_a.bounds, resolution=10, chunks=100).compute()
+    assert ds.sizes["y"] == grid_a.height and ds.sizes["x"] == grid_a.width
+    shift = int((grid_b.transform.c - grid_a.transform.c) / 10)
+    for t, (ia, ib) in enumerate(zip(_by_date(archive, name_a), _by_date(archive, name_b))):
+        ref = reflectance(read(item_file(archive, ia, "B04.tif")))
+        other = np.full_like(ref, np.nan)
+        other[:, shift:] = reflectance(read(item_file(archive, ib, "B04.tif")))[:, : grid_a.width - shift]
+        expected = np.where(np.isnan(ref), other, ref)
+        np.testing.assert_array_equal(ds.red.values[t], expected)
+        scl = np.repeat(np.repeat(read(item_file(archive, ia, "SCL.tif")), 2, 0), 2, 1)
+        scl_b = np.zeros_like(scl)
+        scl_b[:, shift:] = np.repeat(np.repeat(read(item_file(archive, ib, "SCL.tif")), 2, 0), 2, 1)[:, : grid_a.width - shift]
+        np.testing.assert_array_equal(ds.scl.values[t], np.where(scl == 0, scl_b, scl))
+    assert np.isnan(reflectance(read(item_file(archive, _by_date(archive, name_a)[1], "B04.tif")))).any(), (
+        "date 1 of the first tile should have a no-data corner for this test to mean something"
+    )
+
+
+def test_reprojected_tile_equals_exact_nearest_neighbour(archive, items):
+    """Inside the zone-34 tile only: each output pixel holds the source pixel that contains its
+    centre, transformed exactly with pyproj (no GDAL involved in the reference)."""
+    name34, _, g34 = archive.tiles[2]
+    fp = transform_bounds(g34.bounds, g34.crs, "EPSG:32633")
+    east33 = archive.tiles[1][2].bounds[2]
+    bounds = (east33 + 500, fp[1] + 800, fp[2] - 800, fp[3] - 800)
+    ds = geoproc.load(items, ["nir"], bounds=bounds, resolution=10, chunks=64).compute()
+    grid = GridSpec.from_bounds(bounds, 10, "EPSG:32633")
+    xs, ys = np.meshgrid(grid.xs(), grid.ys())
+    sx, sy = Transformer.from_crs(grid.crs, g34.crs, always_xy=True).transform(xs, ys)
+    cols = np.floor((sx - g34.transform.c) / 10).astype(int)
+    rows = np.floor((g34.transform.f - sy) / 10).astype(int)
+    assert cols.min() >= 0 and rows.min() >= 0 and cols.max() < g34.width and rows.max() < g34.height
+    for t, item_id in enumerate(_by_date(archive, name34)):
+        expected = reflectance(read(item_file(archive, item_id, "B08.tif")))[rows, cols]
+        np.testing.assert_array_equal(ds.nir.values[t], expected)
+
+
+@pytest.mark.parametrize("chunks", [64, 100, (256, 90)])
+def test_chunking_does_not_change_pixels(items, chunks):
+    ref = geoproc.load(items, ["red", "scl"], resolution=10, chunks=256).compute()
+    got = geoproc.load(items, ["red", "scl"], resolution=10, chunks=chunks).compute()
+    np.testing.assert_array_equal(ref.red.values, got.red.values)
+    np.testing.assert_array_equal(ref.scl.values, got.scl.values)
+
+
+def test_raw_integers_carry_scale_and_offset(items):
+    dec = geoproc.load(items, ["red"], resolution=10, chunks=256).red.values
+    raw = geoproc.load(items, ["red"], resolution=10, chunks=256, raw=True).red
+    assert raw.dtype == np.uint16
+    assert (raw.attrs["scale"], raw.attrs["offset"], raw.attrs["nodata"]) == (0.0001, -0.1, 0)
+    values = raw.values
+    expected = np.where(values == 0, np.nan, values.astype(np.float32) * np.float32(1e-4) + np.float32(-0.1))
+    np.testing.assert_array_equal(dec, expected)
+
+
+def test_groupby_time_keeps_each_acquisition(archive, items):
+    ds = geoproc.load(items, ["red"], resolution=10, groupby="time")
+    assert ds.sizes["time"] == len(archive.item_ids)
+
+
+def test_bbox_in_degrees_is_snapped_and_like_reuses_the_grid(archive, items):
+    w, s, e, n = archive.bbox
+    box = (w + 0.01, s + 0.01, w + 0.03, s + 0.02)
+    ds = geoproc.load(items, ["red"], bbox=box, resolution=20)
+    minx, miny, maxx, maxy = ds.rio.bounds()
+    assert all(v % 20 == 0 for v in (minx, miny, maxx, maxy))
+    want = transform_bounds(box, "EPSG:4326", "EPSG:32633")
+    assert minx <= want[0] and miny <= want[1] and maxx >= want[2] and maxy >= want[3]
+    assert maxx - want[2] < 20 and want[0] - minx < 20
+    again = geoproc.load(items, ["nir"], like=ds)
+    np.testing.assert_array_equal(again.x.values, ds.x.values)
+    np.testing.assert_array_equal(again.y.values, ds.y.values)
+
+
+@dataclass(frozen=True)
+class RecordingReader:
+    """A real reader that also records (chunk bounds, asset footprint) of every read."""
+
+    log: list = field(default_factory=list)
+    inner: RasterioReader = field(default_factory=RasterioReader)
+
+    def read(self, asset, grid, resampling):
+        self.log.append((grid.bounds, transform_bounds(asset.bounds, asset.crs, grid.crs)))
+        return self.inner.read(asset, grid, resampling)
+
+
+def test_each_chunk_reads_only_intersecting_assets(archive, items):
+    reader = RecordingReader()
+    ds = geoproc.load(items, ["red"], resolution=10, chunks=128, reader=reader)
+    with dask.config.set(scheduler="synchronous"):
+        ds.red.compute()
+    assert reader.log
+    assert all(bounds_intersect(chunk, footprint) for chunk, footprint in reader.log)
+    n_chunks = len(ds.red.chunks[1]) * len(ds.red.chunks[2])
+    assert len(reader.log) < n_chunks * len(archive.item_ids) / 2
+
+
+def test_errors_name_the_problem(items):
+    with pytest.raises(UnknownBandError, match="'purple'.*available"):
+        geoproc.load(items, ["red", "purple"])
+    with pytest.raises(NoOverlapError, match="none of the"):
+        geoproc.load(items, ["red"], bbox=(10.0, 40.0, 10.1, 40.1))
+    with pytest.raises(InvalidArgumentError, match="west, south, east, north"):
+        geoproc.load(items, ["red"], bbox=(18.1, 45.5, 17.9, 45.4))
+    with pytest.raises(InvalidArgumentError, match="groupby"):
+        geoproc.load(items, ["red"], groupby="month")
+    with pytest.raises(InvalidArgumentError, match="time axis"):
+        geoproc.load(items, ["red"], chunks={"time": 1, "x": 10})
+    with pytest.raises(InvalidArgumentError, match="resampling"):
+        geoproc.load(items, ["red"], resampling="sharpest")
+    with pytest.raises(geoproc.errors.NoItemsFoundError):
+        geoproc.load([], ["red"])
