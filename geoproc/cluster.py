@@ -36,7 +36,7 @@ def connect(address: str | None = None, *, n_workers: int | None = None, threads
 
     if address:
         try:
-            client = Client(address, timeout="20s")
+            client = Client(address, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise GeoprocError(
                 f"cannot reach a Dask scheduler at {address}: {exc}; check the address and that the scheduler runs"

@@ -98,6 +98,7 @@ def test_demo_output_equals_numpy_reference(demo):
     assert differs.mean() > 0.02
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # a PNG has no CRS
 def test_demo_provenance_quicklook_and_summary(demo):
     root, proc = demo
     ds = xr.open_zarr(root / "ndvi_median.zarr")
@@ -151,3 +152,25 @@ def test_cli_bad_input_one_line_error(tmp_path, demo, changes, message):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("geoproc: error:")]
     assert len(errors) == 1 and message in errors[0], proc.stderr
     assert not os.path.exists(tmp_path / "out.zarr")
+
+
+def test_cli_runs_on_an_existing_scheduler(tmp_path, demo):
+    """--cluster ADDRESS: the job runs on a scheduler with worker processes started elsewhere, same result."""
+    from distributed import LocalCluster
+
+    root, _ = demo
+    job = _spec(tmp_path, root)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0") as cluster:
+        proc = _run(["run", job, "--cluster", cluster.scheduler_address, "--no-progress"], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert cluster.scheduler.transition_counter > 0, "the scheduler saw no work"
+    ours = xr.open_zarr(tmp_path / "out.zarr")["ndvi_median"].values
+    theirs = xr.open_zarr(root / "ndvi_median.zarr")["ndvi_median"].values
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_cli_reports_an_unreachable_scheduler(tmp_path, demo):
+    root, _ = demo
+    proc = _run(["run", _spec(tmp_path, root), "--cluster", "tcp://127.0.0.1:9"], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cannot reach a Dask scheduler at tcp://127.0.0.1:9" in proc.stderr
