@@ -14,10 +14,12 @@ import math
 import os
 import shutil
 import tempfile
+import uuid
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import dask
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
@@ -47,8 +49,11 @@ def _check_writable(path: str, mode: str) -> None:
     if os.path.exists(path):
         if mode == "w-":
             raise OutputError(f"output {path} already exists; pass mode='w' (CLI: --overwrite) to replace it, or choose another path")
-        if not os.path.isdir(path):
-            raise OutputError(f"output {path} exists and is not a directory; remove it or choose another path")
+        if not _is_zarr_store(path):
+            raise OutputError(
+                f"output {path} exists and is not a Zarr store; geoproc only replaces Zarr stores. "
+                "Remove it yourself or choose another path"
+            )
     parent = os.path.dirname(os.path.abspath(path)) or "."
     try:
         os.makedirs(parent, exist_ok=True)
@@ -58,6 +63,22 @@ def _check_writable(path: str, mode: str) -> None:
         raise OutputError(
             f"cannot write output {path}: {exc.strerror or exc}; choose a writable directory (CLI: --output PATH)"
         ) from None
+
+
+def _is_zarr_store(path: str) -> bool:
+    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def _publish(_written, staging: str, path: str) -> str:
+    """Move a completely written store from ``staging`` to ``path``, replacing an older store."""
+    old = None
+    if os.path.exists(path):
+        old = f"{path}.geoproc-old-{uuid.uuid4().hex[:8]}"
+        os.rename(path, old)
+    os.rename(staging, path)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
 
 
 def _json_safe(value: Any) -> Any:
@@ -94,14 +115,21 @@ def to_zarr(
         ``"w-"``: create, fail if it exists (default). ``"w"``: replace.
     compute
         Write now (True), or return a ``dask.delayed`` object that writes the
-        chunks when computed (the metadata is written at once either way).
+        chunks when computed.
     attrs
         Extra attributes for the store (parameters of the job, ...).
 
     Returns
     -------
     str or dask.delayed.Delayed
-        The store's path, or the pending write.
+        The store's path, or the pending write (which returns the path).
+
+    Notes
+    -----
+    The store is written into a staging folder beside ``url`` and moved into
+    place when every chunk is written, so a failed or interrupted job never
+    leaves a half-written store at ``url``, and ``mode="w"`` keeps the previous
+    store until the new one is complete. Only Zarr stores are ever replaced.
 
     Raises
     ------
@@ -144,19 +172,25 @@ def to_zarr(
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
     )
-    if mode == "w" and os.path.isdir(path):
-        shutil.rmtree(path)
+    # Write into a staging store beside the target and move it into place only when every chunk is
+    # written: a failed or interrupted job leaves the previous output intact and no half-written one.
+    staging = f"{path.rstrip(os.sep)}.geoproc-staging-{uuid.uuid4().hex[:8]}"
     try:
         with warnings.catch_warnings():
             # consolidated metadata is a zarr-python extension to v3; we want it for fast opens on object storage
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            delayed = ds.to_zarr(path, mode="w-", zarr_format=3, consolidated=True, compute=False)
-    except (OSError, PermissionError) as exc:
+            written = ds.to_zarr(staging, mode="w-", zarr_format=3, consolidated=True, compute=False)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
         raise OutputError(f"cannot create the Zarr store {path}: {exc}; choose a writable location") from None
+    pending = dask.delayed(_publish, pure=False)(written, staging, path)
     if not compute:
-        return delayed
-    delayed.compute()
-    return path
+        return pending
+    try:
+        return pending.compute()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def open_result(url: str | os.PathLike) -> xr.Dataset:

@@ -67,11 +67,38 @@ def test_unwritable_locations_fail_before_compute(tmp_path):
     assert calls == [], "nothing may be computed before the location is known to be writable"
 
 
-def test_pending_write_returns_delayed(tmp_path):
-    pending = geoproc.to_zarr(_result(), tmp_path / "lazy.zarr", compute=False)
-    assert not np.isfinite(xr.open_zarr(tmp_path / "lazy.zarr").ndvi.values).any()  # template only
-    pending.compute()
-    np.testing.assert_array_equal(xr.open_zarr(tmp_path / "lazy.zarr").ndvi.values, _result().values)
+def test_pending_write_appears_only_when_complete(tmp_path):
+    target = tmp_path / "lazy.zarr"
+    pending = geoproc.to_zarr(_result(), target, compute=False)
+    assert not target.exists(), "nothing may appear at the target before all chunks are written"
+    assert pending.compute() == str(target)
+    np.testing.assert_array_equal(xr.open_zarr(target).ndvi.values, _result().values)
+    assert [p.name for p in tmp_path.iterdir()] == ["lazy.zarr"], "the staging store must be gone"
+
+
+def test_failed_write_keeps_the_previous_store(tmp_path):
+    target = tmp_path / "out.zarr"
+    geoproc.to_zarr(_result(), target)
+
+    def fail(block):
+        if block.size:
+            raise RuntimeError("worker died")
+        return block
+
+    broken = _result().copy(data=_result().data.map_blocks(fail, dtype=np.float32))
+    with pytest.raises(RuntimeError, match="worker died"):
+        geoproc.to_zarr(broken, target, mode="w")
+    np.testing.assert_array_equal(xr.open_zarr(target).ndvi.values, _result().values)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"], "no half-written store may be left behind"
+
+
+def test_overwrite_refuses_what_is_not_a_zarr_store(tmp_path):
+    precious = tmp_path / "my-data"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("...")
+    with pytest.raises(OutputError, match="not a Zarr store"):
+        geoproc.to_zarr(_result(), precious, mode="w")
+    assert (precious / "thesis.tex").exists()
 
 
 def test_open_result_missing(tmp_path):
