@@ -202,7 +202,7 @@ class _World:
         spectra = np.stack([_SPECTRA[c] for c in (4, 5, 6)])  # (3, 6)
         cls_index = (land - 4).astype(np.intp)
         base = spectra[cls_index]  # (h2, w2, 6)
-        base = np.moveaxis(base, -1, 0).copy()
+        base = np.moveaxis(base, -1, 0).astype(np.float32)
         base[3][land == 4] *= season
         thickness = 0.85 + 0.25 * _sigmoid(cloud_field)
 
@@ -215,9 +215,9 @@ class _World:
 
         # 10 m bands: upsample cells, add per-pixel texture
         up = lambda a: np.repeat(np.repeat(a, 2, axis=-2), 2, axis=-1)  # noqa: E731
-        texture = 1.0 + 0.03 * rng.standard_normal((4, 2 * h2, 2 * w2))
+        texture = 1.0 + 0.03 * rng.standard_normal((4, 2 * h2, 2 * w2), dtype=np.float32)
         r10 = effects(up(base[:4]) * texture, up(state), up(thickness), slice(0, 4))
-        texture20 = 1.0 + 0.03 * rng.standard_normal((2, h2, w2))
+        texture20 = 1.0 + 0.03 * rng.standard_normal((2, h2, w2), dtype=np.float32)
         r20 = effects(base[4:] * texture20, state, thickness, slice(4, 6))
         return r10, r20, scl.astype(np.uint8), state
 
