@@ -24,12 +24,15 @@ from .grid import GridSpec  # noqa: E402
 from .indices import index, ndvi  # noqa: E402
 from .io.stac import search  # noqa: E402
 from .io.zarr import open_result, to_zarr  # noqa: E402
-from .loader import load  # noqa: E402
+from .loader import load, read_report  # noqa: E402
 from .masking import cloud_mask  # noqa: E402
+from .planning import plan  # noqa: E402
 
 __all__ = [
     "search",
     "load",
+    "plan",
+    "read_report",
     "cloud_mask",
     "ndvi",
     "index",

@@ -10,6 +10,7 @@ import xarray as xr
 from .compositing import composite
 from .indices import index, ndvi
 from .io.zarr import to_zarr
+from .loader import read_report
 from .masking import cloud_mask
 
 #: accessor method name -> public function; kept in step with ``geoproc.__all__`` by a test
@@ -19,6 +20,7 @@ ALIASES = {
     "index": index,
     "composite": composite,
     "to_zarr": to_zarr,
+    "read_report": read_report,
 }
 
 

@@ -16,7 +16,7 @@ def test_aliases_are_public_functions():
 
 
 def test_every_public_function_on_xarray_objects_has_an_alias():
-    on_data = {"cloud_mask", "ndvi", "index", "composite", "to_zarr"}
+    on_data = {"cloud_mask", "ndvi", "index", "composite", "to_zarr", "read_report"}
     assert on_data == set(ALIASES)
 
 

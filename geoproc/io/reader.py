@@ -13,7 +13,9 @@ algorithm.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,10 +27,11 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from ..errors import AssetReadError, InvalidArgumentError
-from ..grid import GridSpec
+from ..grid import GridSpec, normalize_crs, transform_bounds
 from .items import AssetSpec
+from .report import record_failure
 
-__all__ = ["DEFAULT_GDAL_ENV", "Reader", "RasterioReader", "ChunkTask", "read_chunk", "resampling_method"]
+__all__ = ["DEFAULT_GDAL_ENV", "Reader", "RasterioReader", "ChunkTask", "read_chunk", "resampling_method", "is_transient", "shrink_factor"]
 
 #: GDAL settings for reading COGs over HTTP/S3: no directory listing when a file
 #: is opened, header and block caching, merged range requests, and retries of
@@ -66,6 +69,22 @@ class Reader(Protocol):
         ...
 
 
+# GDAL/HTTP messages of errors worth retrying: server errors, throttling, dropped connections
+_TRANSIENT = re.compile(
+    r"HTTP response code: (5\d\d|429)|timed? ?out|timeout|connection (reset|refused|aborted|closed)|"
+    r"could not resolve|temporar|SSL|broken pipe|recv failure|send failure|Operation too slow|EOF",
+    re.IGNORECASE,
+)
+
+
+_NON_CACHED = ":".join(f"/vsi{fs}/" for fs in ("curl", "s3", "gs", "az", "adls", "oss", "swift"))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for read errors that a retry may cure (HTTP 5xx/429, timeouts, dropped connections)."""
+    return bool(_TRANSIENT.search(str(exc)))
+
+
 @dataclass(frozen=True)
 class RasterioReader:
     """Reads assets with rasterio/GDAL under a GDAL configuration.
@@ -74,19 +93,79 @@ class RasterioReader:
     ----------
     gdal_env
         GDAL configuration options applied around every read.
+    patch_url
+        Called on every href just before it is opened (at read time, on the
+        worker), e.g. to sign URLs with a short-lived token. Must be picklable.
+    retries
+        Further attempts after a transient error (HTTP 5xx/429, timeout,
+        dropped connection), with exponential backoff. Permanent errors (missing
+        file, not a raster) are not retried.
+    backoff
+        Seconds before the first retry; doubled each time, at most 30 s.
     """
 
     gdal_env: Mapping[str, object] = field(default_factory=lambda: dict(DEFAULT_GDAL_ENV))
+    patch_url: Callable[[str], str] | None = None
+    retries: int = 3
+    backoff: float = 0.5
 
     def read(self, asset: AssetSpec, grid: GridSpec, resampling: str) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            with rasterio.Env(**self.gdal_env), rasterio.open(asset.href) as src:
-                return _read_open(src, asset, grid, resampling_method(resampling))
-        except (RasterioError, OSError) as exc:
-            raise AssetReadError(
-                f"cannot read item {asset.item_id!r} asset {asset.key!r} at {asset.href}: {exc}. "
-                "Check that the file exists and is readable with these credentials"
-            ) from None
+        method = resampling_method(resampling)
+        attempt = 0
+        while True:
+            href = self.patch_url(asset.href) if self.patch_url else asset.href
+            env = dict(self.gdal_env)
+            if attempt:
+                # GDAL caches a failed /vsicurl/ or /vsis3/ open for the life of the process, so a
+                # plain retry never reaches the server again (rasterio issue #2119); bypass it
+                env["CPL_VSIL_CURL_NON_CACHED"] = _NON_CACHED
+            try:
+                with rasterio.Env(**env):
+                    return _read(href, asset, grid, method)
+            except (RasterioError, OSError) as exc:
+                if attempt < self.retries and is_transient(exc):
+                    time.sleep(min(30.0, self.backoff * 2**attempt))
+                    attempt += 1
+                    continue
+                tries = f" after {attempt + 1} attempts" if attempt else ""
+                raise AssetReadError(
+                    f"cannot read item {asset.item_id!r} asset {asset.key!r} at {asset.href}{tries}: {exc}. "
+                    "Check that the file exists and is readable with these credentials, or pass "
+                    "on_error='fill' to fill it with nodata and list it in geoproc.read_report(ds)"
+                ) from None
+
+
+def _read(href: str, asset: AssetSpec, grid: GridSpec, method: Resampling) -> tuple[np.ndarray, np.ndarray]:
+    with rasterio.open(href) as src:
+        level = _overview_level(src, asset.band_index, grid)
+        if level is None:
+            return _read_open(src, asset, grid, method)
+    with rasterio.open(href, overview_level=level) as src:
+        return _read_open(src, asset, grid, method)
+
+
+def shrink_factor(grid: GridSpec, src_crs: str, src_res: float) -> float:
+    """How many source pixels one output pixel spans, measured in the source CRS."""
+    if src_crs == grid.crs:
+        out_px = grid.transform.a
+    else:
+        b = transform_bounds(grid.bounds, grid.crs, src_crs)
+        out_px = min((b[2] - b[0]) / grid.width, (b[3] - b[1]) / grid.height)
+    return out_px / src_res
+
+
+def _overview_level(src, band_index: int, grid: GridSpec) -> int | None:
+    """The coarsest overview no coarser than the output pixels, if reading is a shrink by 2 or more."""
+    factors = src.overviews(band_index)
+    if not factors:
+        return None
+    src_crs = grid.crs if src.crs is not None and _same_crs(src.crs, grid.crs) else normalize_crs(src.crs)
+    shrink = shrink_factor(grid, src_crs, abs(src.transform.a))
+    level = None
+    for i, f in enumerate(factors):
+        if f <= shrink * (1 + 1e-9):
+            level = i
+    return level
 
 
 def _aligned_offset(src_transform, grid: GridSpec) -> tuple[int, int] | None:
@@ -178,6 +257,11 @@ class ChunkTask:
         Apply ``scale``/``offset`` (the output is then float).
     resampling
         Resampling name for this band.
+    on_error
+        ``"raise"``: a failed read fails the task. ``"fill"``: the asset's
+        pixels stay ``fill`` and the failure is recorded under ``report_token``.
+    report_token
+        Identifies the load in :mod:`geoproc.io.report`.
     """
 
     grid: GridSpec
@@ -187,6 +271,8 @@ class ChunkTask:
     fill: float
     decode: bool
     resampling: str
+    on_error: str = "raise"
+    report_token: str | None = None
 
 
 def read_chunk(task: ChunkTask, reader: Reader) -> np.ndarray:
@@ -200,7 +286,16 @@ def read_chunk(task: ChunkTask, reader: Reader) -> np.ndarray:
     for t, assets in task.slots:
         filled = np.zeros((h, w), dtype=bool)
         for asset in assets:
-            raw, valid = reader.read(asset, task.grid, task.resampling)
+            try:
+                raw, valid = reader.read(asset, task.grid, task.resampling)
+            except AssetReadError as exc:
+                if task.on_error != "fill":
+                    raise
+                record_failure(
+                    task.report_token or "",
+                    {"item_id": asset.item_id, "asset": asset.key, "href": asset.href, "error": str(exc)},
+                )
+                continue
             take = valid & ~filled
             if not take.any():
                 continue

@@ -1,0 +1,142 @@
+"""A dry run of a load: what would be read, how many tasks, how much memory, before anything is read."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._prepare import prepare
+from .grid import transform_bounds
+from .io.reader import shrink_factor
+
+__all__ = ["LoadPlan", "plan"]
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """The numbers of a load, from STAC metadata alone.
+
+    Attributes
+    ----------
+    items, items_used
+        Items given, and items that overlap the grid.
+    bands
+        Band names, and their output dtypes.
+    shape
+        ``(time, y, x)`` of each band.
+    crs, resolution, bounds
+        The output grid.
+    chunk
+        Spatial chunk shape ``(y, x)``; time is one chunk.
+    chunks, tasks
+        Spatial chunks, and load tasks (chunks x bands).
+    reads
+        Asset windows read, summed over tasks.
+    bytes_to_read
+        Estimated uncompressed bytes of those windows (at the overview that
+        would be used; whole internal tiles make the real figure somewhat larger).
+    bytes_out
+        Bytes of the loaded arrays.
+    chunk_bytes
+        Memory of the largest chunk of one band (whole time axis).
+    """
+
+    items: int
+    items_used: int
+    bands: dict[str, str]
+    shape: tuple[int, int, int]
+    crs: str
+    resolution: tuple[float, float]
+    bounds: tuple[float, float, float, float]
+    chunk: tuple[int, int]
+    chunks: int
+    tasks: int
+    reads: int
+    bytes_to_read: int
+    bytes_out: int
+    chunk_bytes: int
+
+    def __str__(self) -> str:
+        t, h, w = self.shape
+        return "\n".join(
+            [
+                f"items       {self.items_used} of {self.items} overlap the grid",
+                f"bands       {', '.join(f'{b} ({d})' for b, d in self.bands.items())}",
+                f"grid        {h} x {w} px at {self.resolution[0]:g} in {self.crs}, {t} time slices",
+                f"chunks      {self.chunks} of {self.chunk[0]} x {self.chunk[1]} px (time whole); {self.tasks} load tasks",
+                f"reads       {self.reads} asset windows, about {_size(self.bytes_to_read)} uncompressed",
+                f"output      {_size(self.bytes_out)}; largest chunk of one band {_size(self.chunk_bytes)}",
+            ]
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def plan(items, bands, **load_args) -> LoadPlan:
+    """Describe what :func:`geoproc.load` would do with these arguments, without reading pixels.
+
+    Takes the same arguments as :func:`geoproc.load`.
+
+    Examples
+    --------
+    >>> print(geoproc.plan(items, ["red", "nir", "scl"], resolution=10))  # doctest: +SKIP
+    items       15 of 15 overlap the grid
+    bands       red (float32), nir (float32), scl (uint8)
+    grid        726 x 1589 px at 10 in EPSG:32633, 5 time slices
+    chunks      8 of 512 x 512 px (time whole); 24 load tasks
+    reads       210 asset windows, about 62.9 MiB uncompressed
+    output      48.4 MiB; largest chunk of one band 5.0 MiB
+    """
+    for name in ("reader", "patch_url", "retries", "gdal_env", "on_error"):
+        load_args.pop(name, None)
+    prep = prepare(items, bands, **load_args)
+    grid = prep.grid
+    n_time = len(prep.times)
+    reads, nbytes = 0, 0.0
+    footprint_cache: dict[int, tuple] = {}
+    for band in prep.bands:
+        for task in band.tasks.values():
+            cb = task.grid.bounds
+            for _, assets in task.slots:
+                for a in assets:
+                    fp = footprint_cache.get(id(a))
+                    if fp is None:
+                        fp = footprint_cache[id(a)] = transform_bounds(a.bounds, a.crs, grid.crs)
+                    ix = max(0.0, min(cb[2], fp[2]) - max(cb[0], fp[0]))
+                    iy = max(0.0, min(cb[3], fp[3]) - max(cb[1], fp[1]))
+                    if ix <= 0 or iy <= 0:
+                        continue
+                    # the overview a read would use (COG overviews halve the resolution level by level)
+                    shrink = shrink_factor(task.grid, a.crs, a.resolution)
+                    ovr = 2 ** int(math.floor(math.log2(shrink) + 1e-9)) if shrink >= 2 else 1
+                    src_px = (fp[2] - fp[0]) / a.shape[1]  # a source pixel, in output units
+                    px = (ix / (src_px * ovr)) * (iy / (src_px * ovr))
+                    itemsize = np.dtype(a.data_type).itemsize if a.data_type else band.dtype.itemsize
+                    reads += 1
+                    nbytes += px * itemsize
+    n_chunks = len(prep.bands[0].tasks)
+    cy, cx = prep.chunk
+    return LoadPlan(
+        items=prep.n_items,
+        items_used=len(prep.item_ids),
+        bands={b.name: b.dtype.name for b in prep.bands},
+        shape=(n_time, grid.height, grid.width),
+        crs=grid.crs,
+        resolution=grid.resolution,
+        bounds=grid.bounds,
+        chunk=prep.chunk,
+        chunks=n_chunks,
+        tasks=n_chunks * len(prep.bands),
+        reads=reads,
+        bytes_to_read=round(nbytes),
+        bytes_out=int(sum(n_time * grid.height * grid.width * b.dtype.itemsize for b in prep.bands)),
+        chunk_bytes=int(max(n_time * cy * cx * b.dtype.itemsize for b in prep.bands)),
+    )
