@@ -67,3 +67,26 @@ def test_geometry_bounds_the_grid(archive, items):
         geoproc.load(items, ["red"], geometry=poly, bbox=(w, s, e, n))
     with pytest.raises(geoproc.errors.InvalidArgumentError, match="GeoJSON"):
         geoproc.load(items, ["red"], geometry={"type": "Polygon"})
+
+
+def test_multi_band_asset_reads_the_named_band(tmp_path):
+    """A 3-band 'visual' COG described by eo:bands: each common name reads its own band."""
+    import datetime as dt
+
+    import pystac
+    from affine import Affine
+
+    rng = np.random.default_rng(5)
+    data = rng.integers(1, 255, (3, 64, 80)).astype(np.uint8)
+    transform = Affine(10, 0, 500_000, 0, -10, 5_000_000)
+    path = str(tmp_path / "visual.tif")
+    with rasterio.open(path, "w", driver="COG", width=80, height=64, count=3, dtype="uint8", crs="EPSG:32633", transform=transform, nodata=0) as dst:
+        dst.write(data)
+    item = pystac.Item("rgb", None, (14.99, 45.1, 15.01, 45.11), dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), {"proj:epsg": 32633})
+    bands = [{"name": n, "common_name": n} for n in ("red", "green", "blue")]
+    item.add_asset("visual", pystac.Asset(path, extra_fields={"eo:bands": bands, "proj:shape": [64, 80], "proj:transform": list(transform)[:6], "raster:bands": [{"nodata": 0, "data_type": "uint8"}] * 3}))
+    ds = geoproc.load([item], ["green", "blue", "red"])
+    with dask.config.set(scheduler="synchronous"):
+        for i, name in enumerate(("red", "green", "blue")):
+            np.testing.assert_array_equal(ds[name].values[0], data[i])
+    assert ds.green.dtype == np.uint8
