@@ -16,6 +16,7 @@ __all__ = [
     "AssetReadError",
     "InvalidArgumentError",
     "OutputError",
+    "shorten",
 ]
 
 
@@ -53,3 +54,9 @@ class InvalidArgumentError(GeoprocError, ValueError):
 
 class OutputError(GeoprocError):
     """The output location cannot be written, or holds something in the way."""
+
+
+def shorten(text: str, n: int) -> str:
+    """``text`` on one line, cut to ``n`` characters, for quoting in a message."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 3] + "..."

@@ -32,7 +32,19 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 case "$what" in
     run)  .venv/bin/python -m pip install -q --disable-pip-version-check -e . ;;
-    test) .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]" ;;
+    test)
+        .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+        # the search tests run a real STAC API (stac-fastapi-pgstac) on a private PostgreSQL + PostGIS cluster
+        missing=""
+        for pkg in postgresql-15 postgresql-contrib postgresql-15-postgis-3; do
+            [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" = installed ] || missing="$missing $pkg"
+        done
+        if [ -n "$missing" ]; then
+            as_root apt-get update -qq
+            # shellcheck disable=SC2086
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+        fi
+        ;;
     *)    echo "install.sh: unknown target '$what' (use: run, test)" >&2; exit 2 ;;
 esac
 echo "install.sh: geoproc installed in .venv ($what)"

@@ -22,3 +22,36 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (clone the project with ../shared beside it)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def stac_api(archive):
+    """A real STAC API serving the ``archive`` items: stac-fastapi-pgstac on a private PostgreSQL + PostGIS.
+
+    Started once per session on free ports of 127.0.0.1 (see ``tests/services/pgstac.py``) and stopped at
+    the end. Skipped, with the reason, where PostgreSQL, PostGIS or the test extra is missing (set
+    ``GEOPROC_REQUIRE_SERVICES=1``, or run under CI=true, to fail instead).
+    """
+    import os
+
+    from .services.pgstac import ServiceUnavailable, pgstac_api, static_catalog_records
+
+    collections, items = static_catalog_records(archive.catalog)
+    saved = {k: os.environ.get(k) for k in ("NO_PROXY", "no_proxy")}
+    for key, value in saved.items():  # never send requests for 127.0.0.1 through a proxy
+        os.environ[key] = ",".join(v for v in (value, "127.0.0.1", "localhost") if v)
+    try:
+        with pgstac_api(collections, items) as api:
+            yield api
+    except ServiceUnavailable as exc:
+        # CI (CI=true) installs the services with scripts/install.sh, so there a missing service is a failure
+        required = os.environ.get("GEOPROC_REQUIRE_SERVICES", os.environ.get("CI", ""))
+        if required.lower() not in ("", "0", "false"):
+            pytest.fail(f"the STAC API must run here (CI or GEOPROC_REQUIRE_SERVICES) but cannot: {exc}")
+        pytest.skip(str(exc))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

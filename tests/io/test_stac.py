@@ -89,3 +89,109 @@ def test_bad_catalog_and_arguments(tmp_path, archive):
 def test_parse_datetime_range(value, start, end):
     s, e = parse_datetime_range(value)
     assert (s.isoformat() if s else None, e.isoformat() if e else None) == (start, end)
+
+
+# ---------------------------------------------------------------- geometry, CQL2 filters, arguments
+
+
+def _corner_outside_footprints(archive):
+    """A point inside the first item's bbox but outside every item's geometry."""
+    import pystac
+    from shapely import union_all
+    from shapely.geometry import Point, shape
+
+    items = {it.id: shape(it.geometry) for it in pystac.Catalog.from_file(archive.catalog).get_items(recursive=True)}
+    foot = union_all(list(items.values()))
+    w, s, e, n = items[archive.item_ids[0]].bounds
+    for fx, fy in ((0.002, 0.002), (0.998, 0.002), (0.002, 0.998), (0.998, 0.998)):
+        p = Point(w + fx * (e - w), s + fy * (n - s))
+        if not foot.intersects(p):
+            return p
+    pytest.fail("no bbox corner of the first item lies outside all footprints")
+
+
+def test_spatial_filters_use_the_item_geometry(archive):
+    pytest.importorskip("shapely")
+    corner = _corner_outside_footprints(archive)
+    with pytest.raises(NoItemsFoundError, match="intersects="):
+        geoproc.search(archive.catalog, intersects=corner)
+    with pytest.raises(NoItemsFoundError):
+        geoproc.search(archive.catalog, bbox=corner.buffer(1e-4).bounds)
+    w, s, e, n = archive.bbox
+    # west > east: the bbox crosses the antimeridian and covers everything east of w
+    assert len(geoproc.search(archive.catalog, bbox=(w, s, -179.0, n))) == len(archive.item_ids)
+    with pytest.raises(NoItemsFoundError):
+        geoproc.search(archive.catalog, bbox=(e + 1, s, w - 1, n))  # all but the archive
+
+
+def test_collection_json_and_file_url_are_accepted(archive):
+    import os
+
+    coll = os.path.join(archive.root, "sentinel-2-l2a-synthetic", "collection.json")
+    assert len(geoproc.search(coll)) == len(archive.item_ids)
+    assert len(geoproc.search(f"file://{archive.catalog}", max_items=2)) == 2
+
+
+def test_filter_text_and_json_match_query(archive):
+    by_query = [i.id for i in geoproc.search(archive.catalog, query={"eo:cloud_cover": {"gte": 20, "lt": 60}})]
+    text = [i.id for i in geoproc.search(archive.catalog, filter="eo:cloud_cover >= 20 AND eo:cloud_cover < 60")]
+    cql_json = {"op": "and", "args": [{"op": ">=", "args": [{"property": "eo:cloud_cover"}, 20]},
+                                      {"op": "<", "args": [{"property": "properties.eo:cloud_cover"}, 60]}]}
+    assert by_query == text == [i.id for i in geoproc.search(archive.catalog, filter=cql_json)]
+    assert by_query
+
+
+def test_filter_and_geometry_argument_errors(archive):
+    with pytest.raises(InvalidArgumentError, match="cannot read the filter as cql2-text"):
+        geoproc.search(archive.catalog, filter="eo:cloud_cover <<< 3")
+    with pytest.raises(InvalidArgumentError, match="not JSON"):
+        geoproc.search(archive.catalog, filter="eo:cloud_cover < 3", filter_lang="cql2-json")
+    with pytest.raises(InvalidArgumentError, match="filter_lang"):
+        geoproc.search(archive.catalog, filter="eo:cloud_cover < 3", filter_lang="sql")
+    with pytest.raises(InvalidArgumentError, match="t_meets"):
+        geoproc.search(archive.catalog, filter="T_MEETS(datetime, INTERVAL('2024-01-01', '2024-12-31'))")
+    with pytest.raises(InvalidArgumentError, match="either bbox or intersects"):
+        geoproc.search(archive.catalog, bbox=archive.bbox, intersects={"type": "Point", "coordinates": [18, 45]})
+    with pytest.raises(InvalidArgumentError, match="west, south, east, north"):
+        geoproc.search(archive.catalog, bbox=(1, 2, 3))
+    with pytest.raises(InvalidArgumentError, match="south <= north"):
+        geoproc.search(archive.catalog, bbox=(17, 46, 18, 45))
+    with pytest.raises(InvalidArgumentError, match="GeoJSON geometry"):
+        geoproc.search(archive.catalog, intersects="POINT (18 45)")
+    with pytest.raises(InvalidArgumentError, match="GeoJSON geometry"):
+        geoproc.search(archive.catalog, intersects={"type": "FeatureCollection", "features": []})
+    with pytest.raises(InvalidArgumentError, match="limit"):
+        geoproc.search(archive.catalog, limit=0)
+
+
+def test_cql2_evaluation_is_three_valued():
+    from geoproc.io.stac import _cql2_eval, _parse_filter
+
+    item = {
+        "id": "S2X_33TA_20240503_L2A", "collection": "s2",
+        "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]},
+        "properties": {"datetime": "2024-05-03T09:50:00Z", "eo:cloud_cover": 12.5, "platform": "Sentinel-2A",
+                       "instruments": ["msi"], "title": "Côte 50%", "nothing": None},
+    }
+
+    def ev(text):
+        return _cql2_eval(_parse_filter(text, None), item)
+
+    assert ev("eo:cloud_cover < 20") is True and ev("eo:cloud_cover >= 20") is False
+    # a missing or null property makes a comparison unknown, and unknown never matches
+    assert ev("missing < 3") is None and ev("NOT (missing < 3)") is None and ev("nothing = 'x'") is None
+    assert ev("missing < 3 OR eo:cloud_cover < 20") is True and ev("missing < 3 AND eo:cloud_cover > 20") is False
+    assert ev("missing IS NULL") is True and ev("nothing IS NULL") is True and ev("platform IS NULL") is False
+    assert ev("eo:cloud_cover BETWEEN 12.5 AND 13") is True and ev("eo:cloud_cover BETWEEN 13 AND 20") is False
+    assert ev("platform IN ('Sentinel-2A', 'x')") is True and ev("eo:cloud_cover IN (1, 2)") is False
+    assert ev("id LIKE 'S2X\\_33T_\\_%'") is True and ev("id LIKE 's2x%'") is False
+    assert ev("title LIKE '%50\\%'") is True and ev("ACCENTI(title) = 'Cote 50%'") is True
+    assert ev("CASEI(platform) = CASEI('SENTINEL-2a')") is True
+    assert ev("S_INTERSECTS(geometry, POINT(0.5 0.5))") is True and ev("S_INTERSECTS(geometry, POINT(2 2))") is False
+    assert ev("S_WITHIN(geometry, BBOX(-1, -1, 2, 2))") is True
+    assert ev("datetime > TIMESTAMP('2024-05-03T09:00:00Z')") is True and ev("datetime < DATE('2024-05-03')") is False
+    assert ev("T_INTERSECTS(datetime, INTERVAL('2024-05-01', '2024-05-03'))") is True  # a date end covers its day
+    assert ev("T_BEFORE(datetime, INTERVAL('2024-05-04', '..'))") is True
+    assert ev("A_CONTAINS(instruments, ('msi'))") is True and ev("A_OVERLAPS(instruments, ('oli', 'tirs'))") is False
+    assert ev("eo:cloud_cover + 10 > 20") is True
+    assert ev("platform < 3") is None  # text against a number: not comparable, no match
