@@ -75,6 +75,7 @@ def prepare(
     resampling="nearest",
     dtype="float32",
     raw=False,
+    use_overviews=True,
     on_error="raise",
     report_token: str | None = None,
 ) -> Prepared:
@@ -120,7 +121,7 @@ def prepare(
     for band in band_list:
         plans.append(
             _band_plan(band, specs[band], footprints[band], ordered_items, ordered_slots, len(slot_times), grid, chunk,
-                       resampling, dtype, raw, on_error, report_token)
+                       resampling, dtype, raw, use_overviews, on_error, report_token)
         )
     return Prepared(grid, chunk, times, plans, [item_list[i].id for i in ordered_items], len(item_list))
 
@@ -260,8 +261,11 @@ def _chunk_shape(chunks, grid: GridSpec, n_time: int) -> tuple[int, int]:
     return (min(cy, grid.height), min(cx, grid.width))
 
 
-def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, grid, chunk, resampling, dtype, raw, on_error, report_token) -> BandPlan:
+def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, grid, chunk, resampling, dtype, raw,
+               use_overviews, on_error, report_token) -> BandPlan:
     categorical = is_categorical(band, specs[0])
+    # an overview of a class band may have been built by averaging, which invents classes
+    overviews = use_overviews and not categorical
     if isinstance(resampling, Mapping):
         method = resampling.get(band, "nearest")
     else:
@@ -275,7 +279,10 @@ def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, gr
         out_dtype, fill = np.dtype(dtype), np.nan
     else:
         out_dtype = numpy_dtype(specs[0].data_type) or _probe_dtype(specs[0])
-        fill = 0 if nodata is None or np.isnan(nodata) else nodata
+        if nodata is not None and not (np.isnan(nodata) and out_dtype.kind != "f"):
+            fill = nodata
+        else:  # no nodata value (or NaN for an integer band): NaN for floats, 0 for integers
+            fill = np.nan if out_dtype.kind == "f" else 0
 
     fp = footprints[ordered_items]
     tasks = {}
@@ -289,16 +296,16 @@ def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, gr
             else:
                 task_slots.append((t, [specs[ordered_items[pos]]]))
         task_slots_t = tuple((t, tuple(a)) for t, a in task_slots)
-        tasks[(iy, ix)] = ChunkTask(sub, task_slots_t, n_time, out_dtype.str, float(fill), decode, method, on_error, report_token)
+        tasks[(iy, ix)] = ChunkTask(
+            grid=sub, slots=task_slots_t, n_time=n_time, dtype=out_dtype.str, fill=float(fill), decode=decode,
+            resampling=method, overviews=overviews, on_error=on_error, report_token=report_token,
+        )
 
     attrs: dict = {"resampling": method}
-    if decode:
-        attrs["nodata"] = np.nan
-    else:
-        if nodata is not None:
-            attrs["nodata"] = nodata
-        if scaled:
-            attrs["scale"], attrs["offset"] = specs[0].scale, specs[0].offset
+    if decode or nodata is not None or np.isnan(fill):
+        attrs["nodata"] = fill  # what marks a missing pixel in this variable
+    if scaled and not decode:
+        attrs["scale"], attrs["offset"] = specs[0].scale, specs[0].offset
     return BandPlan(band, out_dtype, float(fill), decode, method, attrs, tasks)
 
 

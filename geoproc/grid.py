@@ -57,7 +57,7 @@ def normalize_crs(crs: object) -> str:
             f"cannot interpret {crs!r} as a coordinate reference system; "
             "pass an EPSG code such as 32633, 'EPSG:32633', or WKT"
         ) from exc
-    epsg = parsed.to_epsg(min_confidence=100)
+    epsg = parsed.to_epsg()  # pyproj's default confidence (70) recognises WKT1 exports of EPSG codes
     return f"EPSG:{epsg}" if epsg else parsed.to_wkt()
 
 
@@ -165,12 +165,10 @@ class GridSpec:
                 f"bounds {bounds!r} are empty; give (minx, miny, maxx, maxy) with min < max"
             )
         ax, ay = anchor
-        # a tiny tolerance keeps bounds that already sit on the grid from growing a pixel
-        eps = 1e-9
-        x0 = ax + math.floor((minx - ax) / xres + eps) * xres
-        x1 = ax + math.ceil((maxx - ax) / xres - eps) * xres
-        y0 = ay + math.floor((miny - ay) / yres + eps) * yres
-        y1 = ay + math.ceil((maxy - ay) / yres - eps) * yres
+        x0 = ax + _snap((minx - ax) / xres, math.floor) * xres
+        x1 = ax + _snap((maxx - ax) / xres, math.ceil) * xres
+        y0 = ay + _snap((miny - ay) / yres, math.floor) * yres
+        y1 = ay + _snap((maxy - ay) / yres, math.ceil) * yres
         width = max(1, round((x1 - x0) / xres))
         height = max(1, round((y1 - y0) / yres))
         return cls(normalize_crs(crs), Affine(xres, 0.0, x0, 0.0, -yres, y1), (height, width))
@@ -226,6 +224,16 @@ class GridSpec:
     def to_dict(self) -> dict:
         """A JSON-friendly description (used in provenance metadata)."""
         return {"crs": self.crs, "transform": list(self.transform)[:6], "shape": list(self.shape)}
+
+
+def _snap(index: float, direction) -> int:
+    """Round a fractional pixel index outward, but keep an index within 1e-6 px of an edge on that edge.
+
+    The tolerance is in pixels, not absolute: far from the origin (UTM northings in 0.1 m pixels are
+    indices near 5e7) float rounding alone exceeds 1e-9, and a grid's own bounds must give back that grid.
+    """
+    nearest = round(index)
+    return nearest if abs(index - nearest) < 1e-6 else direction(index)
 
 
 def _split(n: int, size: int) -> tuple[int, ...]:

@@ -47,6 +47,7 @@ def load(
     resampling: str | Mapping[str, str] = "nearest",
     dtype: str = "float32",
     raw: bool = False,
+    use_overviews: bool = True,
     on_error: str = "raise",
     patch_url: Callable[[str], str] | None = None,
     retries: int = 3,
@@ -100,6 +101,10 @@ def load(
     raw
         Keep stored integers instead of applying scale/offset; the variable's
         attrs then carry ``scale``, ``offset`` and ``nodata``.
+    use_overviews
+        Read from a file's overviews when the output is at least 2x coarser
+        (default). Never for categorical bands (SCL, QA): their overviews may
+        have been built by averaging, which invents classes.
     on_error
         ``"raise"`` (default): an asset that cannot be read fails the compute
         with an error naming the item id, asset key and href. ``"fill"``: its
@@ -130,7 +135,8 @@ def load(
     Notes
     -----
     Reading at a resolution at least twice as coarse as a file's uses the
-    file's coarsest overview that is still at least as fine as the output.
+    file's coarsest overview that is still at least as fine as the output
+    (not for categorical bands, and not with ``use_overviews=False``).
 
     Raises
     ------
@@ -148,7 +154,7 @@ def load(
     prep = prepare(
         items, bands, crs=crs, resolution=resolution, bbox=bbox, bounds=bounds, geometry=geometry, like=like,
         anchor=anchor, chunks=chunks, groupby=groupby, resampling=resampling, dtype=dtype, raw=raw,
-        on_error=on_error, report_token=token,
+        use_overviews=use_overviews, on_error=on_error, report_token=token,
     )
     if reader is None:
         reader = RasterioReader({**DEFAULT_GDAL_ENV, **(gdal_env or {})}, patch_url=patch_url, retries=retries)

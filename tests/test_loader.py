@@ -134,9 +134,9 @@ class RecordingReader:
     log: list = field(default_factory=list)
     inner: RasterioReader = field(default_factory=RasterioReader)
 
-    def read(self, asset, grid, resampling):
+    def read(self, asset, grid, resampling, overviews=True):
         self.log.append((grid.bounds, transform_bounds(asset.bounds, asset.crs, grid.crs)))
-        return self.inner.read(asset, grid, resampling)
+        return self.inner.read(asset, grid, resampling, overviews)
 
 
 def test_each_chunk_reads_only_intersecting_assets(archive, items):

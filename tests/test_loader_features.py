@@ -90,3 +90,41 @@ def test_multi_band_asset_reads_the_named_band(tmp_path):
         for i, name in enumerate(("red", "green", "blue")):
             np.testing.assert_array_equal(ds[name].values[0], data[i])
     assert ds.green.dtype == np.uint8
+
+
+def test_class_bands_never_read_averaged_overviews(tmp_path):
+    """An SCL COG whose overviews were built by AVERAGE: a coarse load must not invent classes."""
+    import datetime as dt
+
+    import pystac
+    from affine import Affine
+
+    rng = np.random.default_rng(2)
+    classes = np.array([4, 5, 6, 8, 9], np.uint8)
+    data = classes[rng.integers(0, 5, (512, 512))]
+    transform = Affine(20, 0, 500_000, 0, -20, 5_000_000)
+    path = str(tmp_path / "SCL.tif")
+    with rasterio.open(path, "w", driver="COG", width=512, height=512, count=1, dtype="uint8", crs="EPSG:32633",
+                       transform=transform, nodata=0, blocksize=128, overview_resampling="average") as dst:
+        dst.write(data, 1)
+    with rasterio.open(path, overview_level=1) as ovr:
+        assert not np.isin(ovr.read(1), classes).all(), "the overview should hold averaged, invented classes"
+    item = pystac.Item("scl", None, (14.99, 45.1, 15.01, 45.11), dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), {"proj:epsg": 32633})
+    item.add_asset("scl", pystac.Asset(path, extra_fields={"proj:shape": [512, 512], "proj:transform": list(transform)[:6], "raster:bands": [{"nodata": 0, "data_type": "uint8"}]}))
+    ds = geoproc.load([item], ["scl"], resolution=80, anchor=(500_000, 5_000_000))
+    with dask.config.set(scheduler="synchronous"):
+        got = ds.scl.values[0]
+    assert np.isin(got, classes).all()
+    # nearest from the full-resolution file: the pixel containing each 80 m pixel's centre
+    np.testing.assert_array_equal(got, data[2::4, 2::4])
+
+
+def test_normalize_crs_recognises_wkt1_exports():
+    from pyproj import CRS
+
+    from geoproc.grid import normalize_crs
+
+    # CRS objects as rasterio and pyproj hand them out (their WKT carries the authority)
+    assert normalize_crs(rasterio.crs.CRS.from_epsg(3035)) == "EPSG:3035"
+    assert normalize_crs(rasterio.crs.CRS.from_epsg(32633)) == "EPSG:32633"
+    assert normalize_crs(CRS.from_epsg(6933)) == "EPSG:6933"

@@ -64,8 +64,11 @@ def resampling_method(name: str) -> Resampling:
 class Reader(Protocol):
     """Reads one asset onto a grid. Implementations must be picklable."""
 
-    def read(self, asset: AssetSpec, grid: GridSpec, resampling: str) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(raw values, valid mask)``, both of ``grid.shape``; values in the file's dtype."""
+    def read(self, asset: AssetSpec, grid: GridSpec, resampling: str, overviews: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(raw values, valid mask)``, both of ``grid.shape``; values in the file's dtype.
+
+        ``overviews``: a read at least 2x coarser than the file may use its overviews.
+        """
         ...
 
 
@@ -109,7 +112,7 @@ class RasterioReader:
     retries: int = 3
     backoff: float = 0.5
 
-    def read(self, asset: AssetSpec, grid: GridSpec, resampling: str) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, asset: AssetSpec, grid: GridSpec, resampling: str, overviews: bool = True) -> tuple[np.ndarray, np.ndarray]:
         method = resampling_method(resampling)
         attempt = 0
         while True:
@@ -121,7 +124,7 @@ class RasterioReader:
                 env["CPL_VSIL_CURL_NON_CACHED"] = _NON_CACHED
             try:
                 with rasterio.Env(**env):
-                    return _read(href, asset, grid, method)
+                    return _read(href, asset, grid, method, overviews)
             except (RasterioError, OSError) as exc:
                 if attempt < self.retries and is_transient(exc):
                     time.sleep(min(30.0, self.backoff * 2**attempt))
@@ -135,9 +138,9 @@ class RasterioReader:
                 ) from None
 
 
-def _read(href: str, asset: AssetSpec, grid: GridSpec, method: Resampling) -> tuple[np.ndarray, np.ndarray]:
+def _read(href: str, asset: AssetSpec, grid: GridSpec, method: Resampling, overviews: bool) -> tuple[np.ndarray, np.ndarray]:
     with rasterio.open(href) as src:
-        level = _overview_level(src, asset.band_index, grid)
+        level = _overview_level(src, asset, grid) if overviews else None
         if level is None:
             return _read_open(src, asset, grid, method)
     with rasterio.open(href, overview_level=level) as src:
@@ -154,12 +157,12 @@ def shrink_factor(grid: GridSpec, src_crs: str, src_res: float) -> float:
     return out_px / src_res
 
 
-def _overview_level(src, band_index: int, grid: GridSpec) -> int | None:
+def _overview_level(src, asset: AssetSpec, grid: GridSpec) -> int | None:
     """The coarsest overview no coarser than the output pixels, if reading is a shrink by 2 or more."""
-    factors = src.overviews(band_index)
+    factors = src.overviews(asset.band_index)
     if not factors:
         return None
-    src_crs = grid.crs if src.crs is not None and _same_crs(src.crs, grid.crs) else normalize_crs(src.crs)
+    src_crs = _source_crs(src, asset)
     shrink = shrink_factor(grid, src_crs, abs(src.transform.a))
     level = None
     for i, f in enumerate(factors):
@@ -180,11 +183,20 @@ def _aligned_offset(src_transform, grid: GridSpec) -> tuple[int, int] | None:
     return round(row), round(col)
 
 
+def _source_crs(src, asset: AssetSpec) -> str:
+    """The file's CRS; the item's ``proj:`` CRS when the file header has none (some NetCDF, plain TIFFs)."""
+    if src.crs is None:
+        return asset.crs
+    epsg = src.crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg is not None else normalize_crs(src.crs)
+
+
 def _read_open(src, asset: AssetSpec, grid: GridSpec, resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
     h, w = grid.shape
     dtype = src.dtypes[asset.band_index - 1]
     nodata = asset.nodata if asset.nodata is not None else src.nodata
-    same_crs = src.crs is not None and _same_crs(src.crs, grid.crs)
+    src_crs = _source_crs(src, asset)
+    same_crs = src_crs == grid.crs
     offset = _aligned_offset(src.transform, grid) if same_crs else None
     if offset is not None:
         row, col = offset
@@ -202,6 +214,7 @@ def _read_open(src, asset: AssetSpec, grid: GridSpec, resampling: Resampling) ->
         return out, valid
     with WarpedVRT(
         src,
+        src_crs=rasterio.crs.CRS.from_user_input(src_crs),
         crs=rasterio.crs.CRS.from_user_input(grid.crs),
         transform=grid.transform,
         width=w,
@@ -221,13 +234,6 @@ def _read_open(src, asset: AssetSpec, grid: GridSpec, resampling: Resampling) ->
         else:
             valid = ~_is_nodata(out, nodata)
     return out, valid
-
-
-def _same_crs(src_crs, grid_crs: str) -> bool:
-    epsg = src_crs.to_epsg()
-    if epsg is not None and grid_crs.startswith("EPSG:"):
-        return f"EPSG:{epsg}" == grid_crs
-    return src_crs == rasterio.crs.CRS.from_user_input(grid_crs)
 
 
 def _is_nodata(values: np.ndarray, nodata: float) -> np.ndarray:
@@ -257,6 +263,8 @@ class ChunkTask:
         Apply ``scale``/``offset`` (the output is then float).
     resampling
         Resampling name for this band.
+    overviews
+        Reads at least 2x coarser than a file may use its overviews.
     on_error
         ``"raise"``: a failed read fails the task. ``"fill"``: the asset's
         pixels stay ``fill`` and the failure is recorded under ``report_token``.
@@ -271,6 +279,7 @@ class ChunkTask:
     fill: float
     decode: bool
     resampling: str
+    overviews: bool = True
     on_error: str = "raise"
     report_token: str | None = None
 
@@ -287,7 +296,7 @@ def read_chunk(task: ChunkTask, reader: Reader) -> np.ndarray:
         filled = np.zeros((h, w), dtype=bool)
         for asset in assets:
             try:
-                raw, valid = reader.read(asset, task.grid, task.resampling)
+                raw, valid = reader.read(asset, task.grid, task.resampling, task.overviews)
             except AssetReadError as exc:
                 if task.on_error != "fill":
                     raise
