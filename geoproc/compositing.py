@@ -7,6 +7,8 @@ mask and index steps before it.
 
 from __future__ import annotations
 
+from functools import partial
+
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -18,6 +20,16 @@ from .kernels.composite import METHODS, count_valid, reduce_time
 __all__ = ["composite", "composite_array", "COMPOSITE_METHODS"]
 
 COMPOSITE_METHODS = (*METHODS, "count")
+
+
+def _composite_block(method: str, code: int, v: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
+    """One block: reduce axis 0 (module-level, so tasks pickle it by reference; see geoproc._blocks)."""
+    t_len = v.shape[0]
+    rest = v.shape[1:]
+    flat = np.ascontiguousarray(v).reshape(t_len, -1)
+    mflat = np.ascontiguousarray(m).reshape(t_len, -1) if m is not None else np.zeros((0, 0), np.bool_)
+    res = count_valid(flat, mflat) if method == "count" else reduce_time(flat, mflat, code)
+    return res.reshape(rest)
 
 
 def composite_array(values, invalid=None, method: str = "median"):
@@ -41,15 +53,7 @@ def composite_array(values, invalid=None, method: str = "median"):
 
     code = METHODS.get(method, -1)
     out_dtype = np.int16 if method == "count" else np.float32
-
-    def block(v, m=None):
-        t_len = v.shape[0]
-        rest = v.shape[1:]
-        flat = np.ascontiguousarray(v).reshape(t_len, -1)
-        mflat = np.ascontiguousarray(m).reshape(t_len, -1) if m is not None else np.zeros((0, 0), np.bool_)
-        res = count_valid(flat, mflat) if method == "count" else reduce_time(flat, mflat, code)
-        return res.reshape(rest)
-
+    block = partial(_composite_block, method, code)
     kwargs = {"drop_axis": 0, "chunks": values.chunks[1:]} if is_dask(values) else {}
     return map_blocks(block, *inputs, dtype=out_dtype, **kwargs)
 
