@@ -30,6 +30,7 @@ from ..errors import AssetReadError, InvalidArgumentError
 from ..grid import GridSpec, normalize_crs, transform_bounds
 from .items import AssetSpec
 from .report import record_failure
+from ..kernels.mosaic import fuse_into
 
 __all__ = ["DEFAULT_GDAL_ENV", "Reader", "RasterioReader", "ChunkTask", "read_chunk", "resampling_method", "is_transient", "shrink_factor"]
 
@@ -171,16 +172,29 @@ def _overview_level(src, asset: AssetSpec, grid: GridSpec) -> int | None:
     return level
 
 
-def _aligned_offset(src_transform, grid: GridSpec) -> tuple[int, int] | None:
-    """Whole-pixel (row, col) offset of ``grid`` in the file, if the pixels coincide."""
+def _on_lattice(value: float) -> int | None:
+    nearest = round(value)
+    return nearest if abs(value - nearest) < 1e-6 else None
+
+
+def _aligned(src_transform, grid: GridSpec) -> tuple[int, int, int] | None:
+    """``(row, col, k)`` when each file pixel covers exactly k x k output pixels, edges shared.
+
+    ``row, col``: the output grid's top-left pixel, in output pixels from the file's
+    corner. Nearest-neighbour sampling is then integer indexing: an output pixel
+    centre never falls on a file pixel edge, so there are no ties to break.
+    """
     t, g = src_transform, grid.transform
-    if not (math.isclose(t.a, g.a, rel_tol=1e-9) and math.isclose(t.e, g.e, rel_tol=1e-9) and t.b == 0 and t.d == 0):
+    if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
         return None
-    col = (g.c - t.c) / t.a
-    row = (g.f - t.f) / t.e
-    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+    k = _on_lattice(t.a / g.a)
+    if not k or _on_lattice(t.e / g.e) != k:
         return None
-    return round(row), round(col)
+    col = _on_lattice((g.c - t.c) / g.a)
+    row = _on_lattice((g.f - t.f) / g.e)
+    if col is None or row is None:
+        return None
+    return row, col, k
 
 
 def _source_crs(src, asset: AssetSpec) -> str:
@@ -197,21 +211,9 @@ def _read_open(src, asset: AssetSpec, grid: GridSpec, resampling: Resampling) ->
     nodata = asset.nodata if asset.nodata is not None else src.nodata
     src_crs = _source_crs(src, asset)
     same_crs = src_crs == grid.crs
-    offset = _aligned_offset(src.transform, grid) if same_crs else None
-    if offset is not None:
-        row, col = offset
-        out = np.zeros((h, w), dtype=dtype)  # pixels outside the file stay invalid
-        valid = np.zeros((h, w), dtype=bool)
-        r0, r1 = max(row, 0), min(row + h, src.height)
-        c0, c1 = max(col, 0), min(col + w, src.width)
-        if r0 < r1 and c0 < c1:
-            win = Window(c0, r0, c1 - c0, r1 - r0)
-            sl = np.s_[r0 - row : r1 - row, c0 - col : c1 - col]
-            out[sl] = src.read(asset.band_index, window=win)
-            valid[sl] = True
-        if nodata is not None:
-            valid &= ~_is_nodata(out, nodata)
-        return out, valid
+    aligned = _aligned(src.transform, grid) if same_crs else None
+    if aligned is not None and (aligned[2] == 1 or resampling == Resampling.nearest):
+        return _read_aligned(src, asset, grid, *aligned, nodata)
     with WarpedVRT(
         src,
         src_crs=rasterio.crs.CRS.from_user_input(src_crs),
@@ -233,6 +235,32 @@ def _read_open(src, asset: AssetSpec, grid: GridSpec, resampling: Resampling) ->
             valid = vrt.read(vrt.count) > 0
         else:
             valid = ~_is_nodata(out, nodata)
+    return out, valid
+
+
+def _read_aligned(src, asset: AssetSpec, grid: GridSpec, row: int, col: int, k: int, nodata) -> tuple[np.ndarray, np.ndarray]:
+    """Window read; for k > 1 (e.g. 20 m onto 10 m), each file pixel repeated k x k times."""
+    h, w = grid.shape
+    # output rows/cols inside the file, and the file pixels they fall in
+    r_lo, r_hi = max(0, -row), min(h, src.height * k - row)
+    c_lo, c_hi = max(0, -col), min(w, src.width * k - col)
+    if k == 1 and (r_lo, r_hi, c_lo, c_hi) == (0, h, 0, w):  # the file covers the chunk: no copy
+        out = src.read(asset.band_index, window=Window(col, row, w, h))
+        return out, (~_is_nodata(out, nodata) if nodata is not None else np.ones((h, w), bool))
+    out = np.zeros((h, w), dtype=src.dtypes[asset.band_index - 1])  # pixels outside the file stay invalid
+    valid = np.zeros((h, w), dtype=bool)
+    if r_lo < r_hi and c_lo < c_hi:
+        sr0, sr1 = (row + r_lo) // k, (row + r_hi - 1) // k + 1
+        sc0, sc1 = (col + c_lo) // k, (col + c_hi - 1) // k + 1
+        win = src.read(asset.band_index, window=Window(sc0, sr0, sc1 - sc0, sr1 - sr0))
+        if k > 1:
+            rows = (row + np.arange(r_lo, r_hi)) // k - sr0
+            cols = (col + np.arange(c_lo, c_hi)) // k - sc0
+            win = win[rows[:, None], cols[None, :]]
+        out[r_lo:r_hi, c_lo:c_hi] = win
+        valid[r_lo:r_hi, c_lo:c_hi] = True
+    if nodata is not None:
+        valid &= ~_is_nodata(out, nodata)
     return out, valid
 
 
@@ -292,8 +320,10 @@ def read_chunk(task: ChunkTask, reader: Reader) -> np.ndarray:
     """
     h, w = task.grid.shape
     out = np.full((task.n_time, h, w), task.fill, dtype=task.dtype)
+    filled = np.zeros(h * w, dtype=bool)
     for t, assets in task.slots:
-        filled = np.zeros((h, w), dtype=bool)
+        filled[:] = False
+        target = out[t].reshape(-1)
         for asset in assets:
             try:
                 raw, valid = reader.read(asset, task.grid, task.resampling, task.overviews)
@@ -305,16 +335,7 @@ def read_chunk(task: ChunkTask, reader: Reader) -> np.ndarray:
                     {"item_id": asset.item_id, "asset": asset.key, "href": asset.href, "error": str(exc)},
                 )
                 continue
-            take = valid & ~filled
-            if not take.any():
-                continue
-            if task.decode:
-                out[t][take] = raw[take].astype(task.dtype) * np.asarray(asset.scale, task.dtype) + np.asarray(
-                    asset.offset, task.dtype
-                )
-            else:
-                out[t][take] = raw[take]
-            filled |= take
-            if filled.all():
+            n = fuse_into(target, filled, raw.reshape(-1), valid.reshape(-1), asset.scale, asset.offset, task.decode)
+            if n == h * w:
                 break
     return out

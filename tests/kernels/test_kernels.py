@@ -83,3 +83,18 @@ def test_count_valid():
     invalid = rng.random(values.shape) < 0.1
     expected = (~np.isnan(values) & ~invalid).sum(axis=0)
     np.testing.assert_array_equal(count_valid(values, invalid), expected)
+
+
+def test_fuse_into_first_valid_wins_and_decodes():
+    from geoproc.kernels.mosaic import fuse_into
+
+    raw1 = np.array([10, 0, 30, 40], np.uint16)
+    raw2 = np.array([11, 21, 0, 41], np.uint16)
+    out = np.full(4, np.nan, np.float32)
+    filled = np.zeros(4, bool)
+    assert fuse_into(out, filled, raw1, raw1 != 0, 0.5, -1.0, True) == 3
+    assert fuse_into(out, filled, raw2, raw2 != 0, 0.5, -1.0, True) == 4
+    np.testing.assert_array_equal(out, np.float32([10, 21, 30, 40]) * np.float32(0.5) + np.float32(-1.0))
+    keep = np.zeros(4, np.uint16)
+    fuse_into(keep, np.zeros(4, bool), raw2, raw2 != 0, 0.5, -1.0, False)
+    np.testing.assert_array_equal(keep, [11, 21, 0, 41])
