@@ -13,7 +13,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ._blocks import is_dask, map_blocks
+from ._blocks import is_dask
 from .errors import InvalidArgumentError
 from .kernels.composite import METHODS, count_valid, reduce_time
 
@@ -22,14 +22,14 @@ __all__ = ["composite", "composite_array", "COMPOSITE_METHODS"]
 COMPOSITE_METHODS = (*METHODS, "count")
 
 
-def _composite_block(method: str, code: int, v: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
+def _composite_block(method: str, code: int, keepdims: bool, v: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
     """One block: reduce axis 0 (module-level, so tasks pickle it by reference; see geoproc._blocks)."""
     t_len = v.shape[0]
     rest = v.shape[1:]
     flat = np.ascontiguousarray(v).reshape(t_len, -1)
     mflat = np.ascontiguousarray(m).reshape(t_len, -1) if m is not None else np.zeros((0, 0), np.bool_)
     res = count_valid(flat, mflat) if method == "count" else reduce_time(flat, mflat, code)
-    return res.reshape(rest)
+    return res.reshape((1, *rest) if keepdims else rest)
 
 
 def composite_array(values, invalid=None, method: str = "median"):
@@ -53,9 +53,15 @@ def composite_array(values, invalid=None, method: str = "median"):
 
     code = METHODS.get(method, -1)
     out_dtype = np.int16 if method == "count" else np.float32
-    block = partial(_composite_block, method, code)
-    kwargs = {"drop_axis": 0, "chunks": values.chunks[1:]} if is_dask(values) else {}
-    return map_blocks(block, *inputs, dtype=out_dtype, **kwargs)
+    if not is_dask(values):
+        return _composite_block(method, code, False, *inputs)
+    # Blocks keep a length-1 time axis that is indexed away afterwards: with two inputs (values and
+    # mask), dask does not fuse producers into a map_blocks that drops an axis, and the load, mask
+    # and index steps would then run as separate tasks, their chunks moved between workers.
+    out = da.map_blocks(
+        partial(_composite_block, method, code, True), *inputs, dtype=out_dtype, chunks=((1,), *values.chunks[1:])
+    )
+    return out[0]
 
 
 def composite(
