@@ -36,7 +36,7 @@ ON_ERROR = ("raise", "fill")
 
 @dataclass(frozen=True)
 class BandPlan:
-    """One output variable: its dtype, decoding, and the task of every chunk."""
+    """One output variable: its dtype, decoding, its assets (``table``, in fuse order), and the task of every chunk."""
 
     name: str
     dtype: np.dtype
@@ -44,6 +44,7 @@ class BandPlan:
     decode: bool
     resampling: str
     attrs: dict
+    table: tuple[AssetSpec, ...]
     tasks: dict[tuple[int, int], ChunkTask]
 
 
@@ -285,20 +286,14 @@ def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, gr
             fill = np.nan if out_dtype.kind == "f" else 0
 
     fp = footprints[ordered_items]
+    table = tuple(specs[i] for i in ordered_items)  # fuse order; tasks refer to positions in it
     tasks = {}
     for iy, ix, sub in grid.chunks(chunk):
-        hit = np.flatnonzero(_hits(fp, sub.bounds))  # positions in fuse order
-        task_slots = []
-        for pos in hit:
-            t = int(ordered_slots[pos])
-            if task_slots and task_slots[-1][0] == t:
-                task_slots[-1][1].append(specs[ordered_items[pos]])
-            else:
-                task_slots.append((t, [specs[ordered_items[pos]]]))
-        task_slots_t = tuple((t, tuple(a)) for t, a in task_slots)
+        hit = np.flatnonzero(_hits(fp, sub.bounds)).astype(np.int32)
         tasks[(iy, ix)] = ChunkTask(
-            grid=sub, slots=task_slots_t, n_time=n_time, dtype=out_dtype.str, fill=float(fill), decode=decode,
-            resampling=method, overviews=overviews, on_error=on_error, report_token=report_token,
+            grid=sub, assets=hit, times=ordered_slots[hit].astype(np.int32), n_time=n_time, dtype=out_dtype.str,
+            fill=float(fill), decode=decode, resampling=method, overviews=overviews, on_error=on_error,
+            report_token=report_token,
         )
 
     attrs: dict = {"resampling": method}
@@ -306,7 +301,7 @@ def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, gr
         attrs["nodata"] = fill  # what marks a missing pixel in this variable
     if scaled and not decode:
         attrs["scale"], attrs["offset"] = specs[0].scale, specs[0].offset
-    return BandPlan(band, out_dtype, float(fill), decode, method, attrs, tasks)
+    return BandPlan(band, out_dtype, float(fill), decode, method, attrs, table, tasks)
 
 
 def _probe_dtype(spec: AssetSpec) -> np.dtype:

@@ -50,6 +50,17 @@ def normalize_crs(crs: object) -> str:
     """
     if isinstance(crs, (int, np.integer)):
         crs = f"EPSG:{int(crs)}"
+    if isinstance(crs, str):
+        return _normalize_text(crs)
+    return _normalize(crs)
+
+
+@lru_cache(maxsize=1024)
+def _normalize_text(crs: str) -> str:
+    return _normalize(crs)
+
+
+def _normalize(crs: object) -> str:
     try:
         parsed = CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
     except Exception as exc:  # pyproj raises CRSError with a PROJ message

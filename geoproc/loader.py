@@ -165,7 +165,10 @@ def load(
         name = f"load-{band.name}-" + tokenize(
             band.name, grid.to_dict(), prep.chunk, prep.item_ids, band.resampling, band.dtype.str, band.decode, reader, token
         )
-        dsk = {(name, 0, iy, ix): (read_chunk, task, reader) for (iy, ix), task in band.tasks.items()}
+        # the band's asset table is one key that every chunk task depends on: sent to each worker once
+        table_key = f"assets-{name}"
+        dsk = {(name, 0, iy, ix): (read_chunk, task, reader, table_key) for (iy, ix), task in band.tasks.items()}
+        dsk[table_key] = band.table
         graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
         arr = da.Array(graph, name, chunks=((len(prep.times),), ys, xs), dtype=band.dtype)
         data_vars[band.name] = (("time", "y", "x"), arr, dict(band.attrs))

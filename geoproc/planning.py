@@ -31,7 +31,8 @@ class LoadPlan:
     chunk
         Spatial chunk shape ``(y, x)``; time is one chunk.
     chunks, tasks
-        Spatial chunks, and load tasks (chunks x bands).
+        Spatial chunks, and graph keys of the load: one task per chunk and
+        band, and each band's asset table.
     reads
         Asset windows read, summed over tasks.
     bytes_to_read
@@ -105,7 +106,7 @@ def plan(items, bands, **load_args) -> LoadPlan:
     for band in prep.bands:
         for task in band.tasks.values():
             cb = task.grid.bounds
-            for _, assets in task.slots:
+            for _, assets in task.slots(band.table):
                 for a in assets:
                     fp = footprint_cache.get(id(a))
                     if fp is None:
@@ -134,7 +135,7 @@ def plan(items, bands, **load_args) -> LoadPlan:
         bounds=grid.bounds,
         chunk=prep.chunk,
         chunks=n_chunks,
-        tasks=n_chunks * len(prep.bands),
+        tasks=(n_chunks + 1) * len(prep.bands),
         reads=reads,
         bytes_to_read=round(nbytes),
         bytes_out=int(sum(n_time * grid.height * grid.width * b.dtype.itemsize for b in prep.bands)),

@@ -42,11 +42,14 @@ def test_structure_dtypes_and_time(archive, items):
     assert sorted(ds.attrs["input_items"]) == sorted(archive.item_ids)
 
 
-def test_one_task_per_chunk_per_band(items):
+def test_one_task_per_chunk_per_band(archive, items):
+    """Per band: one task per chunk, plus the band's asset table that they all share."""
     ds = geoproc.load(items, ["red", "scl"], resolution=10, chunks=128)
     n_chunks = len(ds.red.data.chunks[1]) * len(ds.red.data.chunks[2])
     graph = dict(ds.red.data.__dask_graph__())
-    assert len(graph) == n_chunks
+    tables = [k for k in graph if isinstance(k, str) and k.startswith("assets-")]
+    assert len(tables) == 1 and len(graph) == n_chunks + 1
+    assert len(graph[tables[0]]) == len(archive.item_ids)
 
 
 def test_aligned_pixels_equal_the_files_and_mosaic(archive, items):

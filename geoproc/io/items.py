@@ -253,7 +253,7 @@ def asset_spec(item: pystac.Item, band: str) -> AssetSpec:
         item_id=item.id,
         key=key,
         band=band,
-        href=asset.get_absolute_href() or asset.href,
+        href=asset.href if _is_absolute(asset.href) else (asset.get_absolute_href() or asset.href),
         band_index=index,
         crs=crs,  # type: ignore[arg-type]
         transform=Affine(*[float(v) for v in transform[:6]]),
@@ -265,6 +265,10 @@ def asset_spec(item: pystac.Item, band: str) -> AssetSpec:
         datetime=item_datetime(item),
         lon=float(_centre_lon(bbox)),
     )
+
+
+def _is_absolute(href: str) -> bool:
+    return href.startswith("/") or "://" in href
 
 
 def _centre_lon(bbox: Sequence[float]) -> float:

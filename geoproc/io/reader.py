@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -274,13 +274,20 @@ def _is_nodata(values: np.ndarray, nodata: float) -> np.ndarray:
 class ChunkTask:
     """Everything one dask task needs to fill one chunk of one band.
 
+    The assets are referred to by position in the band's table of
+    :class:`AssetSpec` (one per item), which the graph holds once and every
+    chunk task shares, so a task stays a few kilobytes however many items a
+    load has.
+
     Attributes
     ----------
     grid
         The chunk's sub-grid.
-    slots
-        ``(time index, assets)`` for each time slot with at least one asset
-        intersecting the chunk; within a slot, assets are in fuse order.
+    assets
+        Positions in the table of the assets intersecting the chunk, in fuse
+        order: by time slot, then acquisition time, then item id.
+    times
+        The time slot of each of those assets (non-decreasing).
     n_time
         Length of the output's time axis.
     dtype
@@ -301,7 +308,8 @@ class ChunkTask:
     """
 
     grid: GridSpec
-    slots: tuple[tuple[int, tuple[AssetSpec, ...]], ...]
+    assets: np.ndarray
+    times: np.ndarray
     n_time: int
     dtype: str
     fill: float
@@ -311,8 +319,17 @@ class ChunkTask:
     on_error: str = "raise"
     report_token: str | None = None
 
+    def slots(self, table: Sequence[AssetSpec]) -> Iterator[tuple[int, list[AssetSpec]]]:
+        """``(time slot, assets in fuse order)`` for each slot with at least one asset in the chunk."""
+        if not len(self.assets):
+            return
+        starts = np.flatnonzero(np.diff(self.times, prepend=-1))
+        ends = np.append(starts[1:], len(self.times))
+        for a, b in zip(starts, ends):
+            yield int(self.times[a]), [table[i] for i in self.assets[a:b]]
 
-def read_chunk(task: ChunkTask, reader: Reader) -> np.ndarray:
+
+def read_chunk(task: ChunkTask, reader: Reader, table: Sequence[AssetSpec]) -> np.ndarray:
     """Fill one ``(time, y, x)`` chunk: read each slot's assets, fuse by first valid pixel.
 
     Within a time slot the assets are tried in the order given; each output pixel
@@ -321,7 +338,7 @@ def read_chunk(task: ChunkTask, reader: Reader) -> np.ndarray:
     h, w = task.grid.shape
     out = np.full((task.n_time, h, w), task.fill, dtype=task.dtype)
     filled = np.zeros(h * w, dtype=bool)
-    for t, assets in task.slots:
+    for t, assets in task.slots(table):
         filled[:] = False
         target = out[t].reshape(-1)
         for asset in assets:
