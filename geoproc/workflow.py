@@ -29,7 +29,7 @@ DEMO_SPEC: dict[str, Any] = {
         "datetime": "2024-05-01/2024-05-31",
         "query": {"eo:cloud_cover": {"lt": 50}},
     },
-    "load": {"bands": ["red", "nir", "scl"], "resolution": 10, "chunks": 512},
+    "load": {"bands": ["red", "nir", "scl"], "resolution": 10, "chunks": 512, "raw": True},
     "mask": {"classes": [0, 1, 3, 8, 9, 10]},
     "index": "NDVI",
     "composite": "median",

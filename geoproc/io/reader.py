@@ -254,9 +254,9 @@ def _read_aligned(src, asset: AssetSpec, grid: GridSpec, row: int, col: int, k: 
         sc0, sc1 = (col + c_lo) // k, (col + c_hi - 1) // k + 1
         win = src.read(asset.band_index, window=Window(sc0, sr0, sc1 - sc0, sr1 - sr0))
         if k > 1:
-            rows = (row + np.arange(r_lo, r_hi)) // k - sr0
-            cols = (col + np.arange(c_lo, c_hi)) // k - sc0
-            win = win[rows[:, None], cols[None, :]]
+            # repeat each file pixel k times along both axes, then cut to the output rows/cols
+            r_skip, c_skip = (row + r_lo) - sr0 * k, (col + c_lo) - sc0 * k
+            win = np.repeat(np.repeat(win, k, axis=0), k, axis=1)[r_skip : r_skip + r_hi - r_lo, c_skip : c_skip + c_hi - c_lo]
         out[r_lo:r_hi, c_lo:c_hi] = win
         valid[r_lo:r_hi, c_lo:c_hi] = True
     if nodata is not None:
