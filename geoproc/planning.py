@@ -88,13 +88,13 @@ def plan(items, bands, **load_args) -> LoadPlan:
 
     Examples
     --------
-    >>> print(geoproc.plan(items, ["red", "nir", "scl"], resolution=10))  # doctest: +SKIP
+    >>> print(geoproc.plan(items, ["red", "nir", "scl"], resolution=10, chunks=512))  # doctest: +SKIP
     items       15 of 15 overlap the grid
     bands       red (float32), nir (float32), scl (uint8)
     grid        726 x 1589 px at 10 in EPSG:32633, 5 time slices
-    chunks      8 of 512 x 512 px (time whole); 24 load tasks
-    reads       210 asset windows, about 62.9 MiB uncompressed
-    output      48.4 MiB; largest chunk of one band 5.0 MiB
+    chunks      8 of 512 x 512 px (time whole); 27 load tasks
+    reads       180 asset windows, about 15.9 MiB uncompressed
+    output      49.5 MiB; largest chunk of one band 5.0 MiB
     """
     for name in ("reader", "patch_url", "retries", "gdal_env", "on_error"):
         load_args.pop(name, None)

@@ -2,9 +2,11 @@
 
 The loader's dask tasks call :func:`read_chunk`: one call fills one output
 chunk, shape ``(time, height, width)``, for one band, reading only the assets
-that intersect the chunk. Each asset is read either as a plain window (when the
-file's pixels already lie on the output grid: same CRS, same resolution, whole
-pixel offset) or through GDAL's warper (reprojection, resampling).
+that intersect the chunk. Each asset is read either as a plain window, when the
+file's pixels line up with the output grid (same CRS, shared pixel edges, each
+file pixel covering a whole k x k block of output pixels: k = 1, or k > 1 with
+nearest resampling, e.g. 20 m SCL onto 10 m), or through GDAL's warper
+(reprojection, other resampling), with an exact coordinate transform.
 
 Knows how to decode values (nodata, ``raster:bands`` scale and offset) but no
 algorithm.
@@ -12,7 +14,6 @@ algorithm.
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,9 +29,9 @@ from rasterio.windows import Window
 
 from ..errors import AssetReadError, InvalidArgumentError
 from ..grid import GridSpec, normalize_crs, transform_bounds
+from ..kernels.mosaic import fuse_into
 from .items import AssetSpec
 from .report import record_failure
-from ..kernels.mosaic import fuse_into
 
 __all__ = ["DEFAULT_GDAL_ENV", "Reader", "RasterioReader", "ChunkTask", "read_chunk", "resampling_method", "is_transient", "shrink_factor"]
 
@@ -207,7 +208,6 @@ def _source_crs(src, asset: AssetSpec) -> str:
 
 def _read_open(src, asset: AssetSpec, grid: GridSpec, resampling: Resampling) -> tuple[np.ndarray, np.ndarray]:
     h, w = grid.shape
-    dtype = src.dtypes[asset.band_index - 1]
     nodata = asset.nodata if asset.nodata is not None else src.nodata
     src_crs = _source_crs(src, asset)
     same_crs = src_crs == grid.crs
