@@ -22,7 +22,12 @@ from pyproj import CRS, Transformer
 
 from .errors import InvalidArgumentError
 
-__all__ = ["GridSpec", "normalize_crs", "transform_bounds", "bounds_intersect"]
+__all__ = ["GridSpec", "normalize_crs", "transform_bounds", "bounds_intersect", "SNAP_TOLERANCE"]
+
+#: Bounds within this many pixels of a grid line count as on it when a grid is snapped. In pixels, not
+#: CRS units: far from the origin (0.1 m pixels at UTM northings are indices near 5e7) float rounding
+#: alone exceeds 1e-9 pixel, and a grid's own bounds must give back that grid.
+SNAP_TOLERANCE = 1e-6
 
 Bounds = tuple[float, float, float, float]
 
@@ -238,13 +243,9 @@ class GridSpec:
 
 
 def _snap(index: float, direction) -> int:
-    """Round a fractional pixel index outward, but keep an index within 1e-6 px of an edge on that edge.
-
-    The tolerance is in pixels, not absolute: far from the origin (UTM northings in 0.1 m pixels are
-    indices near 5e7) float rounding alone exceeds 1e-9, and a grid's own bounds must give back that grid.
-    """
+    """Round a fractional pixel index outward, but keep an index within :data:`SNAP_TOLERANCE` of an edge on it."""
     nearest = round(index)
-    return nearest if abs(index - nearest) < 1e-6 else direction(index)
+    return nearest if abs(index - nearest) < SNAP_TOLERANCE else direction(index)
 
 
 def _split(n: int, size: int) -> tuple[int, ...]:
