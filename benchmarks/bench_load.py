@@ -202,10 +202,9 @@ def geoproc_job(catalog: str, out: str, chunk: int):
     return geoproc.to_zarr(median, out, compute=False)
 
 
-def odc_stac_job(catalog: str, out: str, chunk: int):
-    """The job with ``odc.stac.load`` (raw integers, nodata 0) and the xarray expression."""
-    items = stac_items(catalog)
-    ds = odc.stac.load(
+def odc_stac_load(items, chunk: int):
+    """odc-stac's lazy load for the job: raw integers, nodata 0, time whole, nearest resampling."""
+    return odc.stac.load(
         items,
         bands=["red", "nir", "SCL"],
         resolution=10,
@@ -213,20 +212,18 @@ def odc_stac_job(catalog: str, out: str, chunk: int):
         groupby="solar_day",
         resampling={"SCL": "nearest", "*": "nearest"},
     )
-    red = decode(ds.red, *raster_band(items, RED))
-    nir = decode(ds.nir, *raster_band(items, NIR))
-    return write_zarr(xarray_ndvi_median(red, nir, ds.SCL), out)
 
 
-def stackstac_job(catalog: str, out: str, chunk: int):
-    """The job with ``stackstac.stack`` (float32, NaN for nodata) and the xarray expression."""
-    items = stac_items(catalog)
-    # The items carry no proj:bbox, so stackstac would take their lon/lat bbox reprojected (a grid wider
-    # than the tile); pass the tiles' native bounds to get the grid the other two choose.
-    # One tile per date, so no solar-day mosaic is needed (stackstac has no groupby).
-    # rescale=False: stackstac refuses to rescale into float32 (scale 0.0001 is not "safely castable"),
-    # so the decode happens in the expression, as for odc-stac. Nodata (0) is read as NaN.
-    stack = stackstac.stack(
+def stackstac_stack(items, chunk: int):
+    """stackstac's lazy stack for the job: float32 with NaN for nodata, time whole, nearest resampling.
+
+    The items carry no proj:bbox, so stackstac would take their lon/lat bbox reprojected (a grid wider
+    than the tile); the tiles' native bounds give the grid the other two choose. One tile per date, so
+    no solar-day mosaic is needed (stackstac has no groupby). rescale=False: stackstac refuses to
+    rescale into float32 (scale 0.0001 is not "safely castable"), so the decode happens in the
+    expression, as for odc-stac.
+    """
+    return stackstac.stack(
         items,
         assets=[RED, NIR, SCL],
         resolution=10,
@@ -239,6 +236,21 @@ def stackstac_job(catalog: str, out: str, chunk: int):
         xy_coords="center",
         resampling=Resampling.nearest,
     )
+
+
+def odc_stac_job(catalog: str, out: str, chunk: int):
+    """The job with ``odc.stac.load`` (raw integers, nodata 0) and the xarray expression."""
+    items = stac_items(catalog)
+    ds = odc_stac_load(items, chunk)
+    red = decode(ds.red, *raster_band(items, RED))
+    nir = decode(ds.nir, *raster_band(items, NIR))
+    return write_zarr(xarray_ndvi_median(red, nir, ds.SCL), out)
+
+
+def stackstac_job(catalog: str, out: str, chunk: int):
+    """The job with ``stackstac.stack`` (float32, NaN for nodata) and the xarray expression."""
+    items = stac_items(catalog)
+    stack = stackstac_stack(items, chunk)
     red = decode(stack.sel(band=RED), *raster_band(items, RED)[:2], None)
     nir = decode(stack.sel(band=NIR), *raster_band(items, NIR)[:2], None)
     return write_zarr(xarray_ndvi_median(red, nir, stack.sel(band=SCL)), out)
@@ -505,25 +517,8 @@ def load_chunk_times(catalog: str, chunk: int, repeats: int = 3) -> list[list[st
     """
     items = stac_items(catalog)
     gds = geoproc.load(geoproc.search(catalog), ["red", "nir", "scl"], resolution=10, chunks=chunk)
-    ods = odc.stac.load(
-        items,
-        bands=["red", "nir", "SCL"],
-        resolution=10,
-        chunks={"time": -1, "y": chunk, "x": chunk},
-        groupby="solar_day",
-    )
-    sst = stackstac.stack(
-        items,
-        assets=[RED, NIR, SCL],
-        resolution=10,
-        epsg=OUTPUT_CRS,
-        bounds=native_bounds(items),
-        chunksize=(-1, 1, chunk, chunk),
-        dtype=np.dtype("float32"),
-        fill_value=np.float32(np.nan),
-        rescale=False,
-        xy_coords="center",
-    )
+    ods = odc_stac_load(items, chunk)
+    sst = stackstac_stack(items, chunk)
     arrays = {
         "geoproc": [gds.red, gds.nir, gds.scl],
         "odc-stac": [decode(ods.red, *raster_band(items, RED)), decode(ods.nir, *raster_band(items, NIR)), ods.SCL],

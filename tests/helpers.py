@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import os
 
 import numpy as np
@@ -90,3 +92,19 @@ def block_mean(a: np.ndarray, fy: int, fx: int) -> np.ndarray:
     """Mean over non-overlapping ``fy`` x ``fx`` blocks (trailing partial blocks dropped), NaN-propagating."""
     h, w = a.shape[0] // fy * fy, a.shape[1] // fx * fx
     return a[:h, :w].reshape(h // fy, fy, w // fx, fx).mean(axis=(1, 3))
+
+
+@contextmanager
+def http_server(handler):
+    """Serve ``handler`` (a ``BaseHTTPRequestHandler`` class or factory) on a free port of 127.0.0.1; yield its URL."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import rasterio.crs
 from affine import Affine
 from hypothesis import HealthCheck, example, given, settings

@@ -14,7 +14,6 @@ import functools
 import http.server
 import json
 import os
-import threading
 import urllib.request
 import uuid
 
@@ -24,6 +23,7 @@ import geoproc
 from geoproc.errors import CatalogError, GeoprocError, InvalidArgumentError, NoItemsFoundError
 from geoproc.grid import transform_bounds
 
+from ..helpers import http_server
 from ..services.pgstac import free_port, static_catalog_records
 
 shapely = pytest.importorskip("shapely")
@@ -99,14 +99,8 @@ def web(archive):
     """Base URL of a local HTTP server (see :class:`_Handler`)."""
     _, items = static_catalog_records(archive.catalog)
     handler = type("Handler", (_Handler,), {"items": items, "bodies": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=archive.root))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(functools.partial(handler, directory=archive.root)) as url:
+        yield url, handler
 
 
 @pytest.fixture(scope="module")
