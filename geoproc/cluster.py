@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 
@@ -47,6 +48,9 @@ def connect(address: str | None = None, *, n_workers: int | None = None, threads
             client.close()
         return
     cluster = LocalCluster(
+        # a task's error reaches the client, which reports it; the workers' own log of it (a traceback
+        # block per failed task) would only bury that one line
+        silence_logs=logging.CRITICAL,
         n_workers=n_workers or os.cpu_count() or 1,
         threads_per_worker=threads_per_worker,
         processes=True,

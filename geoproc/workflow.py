@@ -156,7 +156,7 @@ def run_job(
     """
     from . import cloud_mask, composite, index, load, search, to_zarr
     from .cluster import connect
-    from .io.zarr import open_result
+    from .io.zarr import discard_staging, open_result
     from .quicklook import quicklook
 
     started = time.perf_counter()
@@ -180,6 +180,7 @@ def run_job(
     provenance = {"input_items": ds.attrs["input_items"], "job": spec.to_dict()}
     pending = to_zarr(result, spec.output, mode="w" if spec.overwrite else "w-", compute=False, attrs=provenance)
 
+    failed: BaseException | None = None
     with connect(cluster, n_workers=n_workers) as client:
         dashboard = client.dashboard_link
         log(f"dask dashboard: {dashboard}")
@@ -188,12 +189,22 @@ def run_job(
             f"({len(ds.attrs['input_items'])} scenes)"
         )
         future = client.compute(pending)
-        if progress:
-            from distributed import progress as progressbar
+        try:
+            if progress:
+                from distributed import progress as progressbar
 
-            progressbar(future, notebook=False)
-            print()
-        future.result()
+                progressbar(future, notebook=False)
+                print()
+            future.result()
+        except BaseException as exc:
+            client.cancel(future)
+            failed = exc
+    if failed is not None:
+        # only now, with the computation cancelled (and a local cluster's workers gone), can no task
+        # still write into the staging store: remove it, so nothing half-written is left; a previous
+        # output at spec.output stays as it was
+        discard_staging(spec.output)
+        raise failed
 
     png = None
     if spec.quicklook:

@@ -174,3 +174,22 @@ def test_cli_reports_an_unreachable_scheduler(tmp_path, demo):
     proc = _run(["run", _spec(tmp_path, root), "--cluster", "tcp://127.0.0.1:9"], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "cannot reach a Dask scheduler at tcp://127.0.0.1:9" in proc.stderr
+
+
+def test_cli_read_failure_on_workers_is_one_line_and_leaves_nothing(tmp_path, demo):
+    """An asset that fails on a cluster worker reaches the user as one typed error, not a bare Exception
+    with tracebacks, and the failed job leaves no staging store behind."""
+    import shutil
+
+    root, _ = demo
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "archive", copy / "archive")
+    victim = sorted((copy / "archive" / "sentinel-2-l2a-synthetic").glob("S2X_33TA_*"))[0]
+    (victim / "B04.tif").unlink()
+    proc = _run(["run", _spec(tmp_path, copy), "--no-progress"], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("geoproc: error: cannot read item"), proc.stderr[-2000:]
+    assert victim.name in lines[0] and "'B04'" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "job.yaml"], "no output or staging store may remain"

@@ -128,16 +128,20 @@ class RasterioReader:
                 with rasterio.Env(**env):
                     return _read(href, asset, grid, method, overviews)
             except (RasterioError, OSError) as exc:
-                if attempt < self.retries and is_transient(exc):
-                    time.sleep(min(30.0, self.backoff * 2**attempt))
-                    attempt += 1
-                    continue
-                tries = f" after {attempt + 1} attempts" if attempt else ""
-                raise AssetReadError(
-                    f"cannot read item {asset.item_id!r} asset {asset.key!r} at {asset.href}{tries}: {exc}. "
-                    "Check that the file exists and is readable with these credentials, or pass "
-                    "on_error='fill' to fill it with nodata and list it in geoproc.read_report(ds)"
-                ) from None
+                failure = exc
+            if attempt < self.retries and is_transient(failure):
+                time.sleep(min(30.0, self.backoff * 2**attempt))
+                attempt += 1
+                continue
+            tries = f" after {attempt + 1} attempts" if attempt else ""
+            # raised outside the except block, so it carries no GDAL exception as context: distributed
+            # pickles the whole chain, and rasterio's exceptions do not unpickle, which would turn this
+            # error into a bare Exception on the client
+            raise AssetReadError(
+                f"cannot read item {asset.item_id!r} asset {asset.key!r} at {asset.href}{tries}: {failure}. "
+                "Check that the file exists and is readable with these credentials, or pass "
+                "on_error='fill' to fill it with nodata and list it in geoproc.read_report(ds)"
+            )
 
 
 def _read(href: str, asset: AssetSpec, grid: GridSpec, method: Resampling, overviews: bool) -> tuple[np.ndarray, np.ndarray]:

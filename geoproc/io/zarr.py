@@ -26,7 +26,7 @@ import xarray as xr
 
 from ..errors import InvalidArgumentError, OutputError
 
-__all__ = ["to_zarr", "open_result", "local_path"]
+__all__ = ["to_zarr", "open_result", "local_path", "discard_staging"]
 
 _MODES = ("w-", "w")
 
@@ -67,6 +67,21 @@ def _check_writable(path: str, mode: str) -> None:
 
 def _is_zarr_store(path: str) -> bool:
     return os.path.isdir(path) and any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def _staging_prefix(path: str) -> str:
+    return f"{path.rstrip(os.sep)}.geoproc-staging-"
+
+
+def discard_staging(url: str | os.PathLike) -> None:
+    """Remove the staging stores of unfinished writes to ``url`` (after a failed or interrupted job)."""
+    prefix = _staging_prefix(local_path(url))
+    parent = os.path.dirname(os.path.abspath(prefix))
+    if os.path.isdir(parent):
+        for name in os.listdir(parent):
+            full = os.path.join(parent, name)
+            if full.startswith(os.path.abspath(prefix)):
+                shutil.rmtree(full, ignore_errors=True)
 
 
 def _publish(_written, staging: str, path: str) -> str:
@@ -174,7 +189,7 @@ def to_zarr(
     )
     # Write into a staging store beside the target and move it into place only when every chunk is
     # written: a failed or interrupted job leaves the previous output intact and no half-written one.
-    staging = f"{path.rstrip(os.sep)}.geoproc-staging-{uuid.uuid4().hex[:8]}"
+    staging = _staging_prefix(path) + uuid.uuid4().hex[:8]
     try:
         with warnings.catch_warnings():
             # consolidated metadata is a zarr-python extension to v3; we want it for fast opens on object storage
