@@ -35,6 +35,7 @@ from pystac_client.errors import ClientTypeError
 from pystac_client.exceptions import APIError
 from pystac_client.warnings import PystacClientWarning
 
+import cql2
 import shapely.geometry
 
 from ..errors import CatalogError, GeoprocError, InvalidArgumentError, NoItemsFoundError, shorten
@@ -240,8 +241,6 @@ def _check_geometry(value) -> dict | None:
         raise InvalidArgumentError(f"intersects holds values that are not numbers: {shorten(repr(value), 80)}") from None
     try:
         shapely.geometry.shape(geom)
-    except ImportError:
-        pass
     except Exception as exc:
         raise InvalidArgumentError(f"intersects is not a valid GeoJSON geometry ({shorten(str(exc), 120)})") from None
     return geom
@@ -263,14 +262,6 @@ def _parse_filter(value, lang: str | None) -> dict | None:
         raise InvalidArgumentError("filter_lang='cql2-text' needs the filter as a string")
     if not isinstance(value, (str, Mapping)):
         raise InvalidArgumentError(f"filter must be cql2-text (a string) or cql2-json (a dict), got {type(value).__name__}")
-    try:
-        import cql2
-    except ImportError:
-        if isinstance(value, str):
-            raise InvalidArgumentError(
-                "a cql2-text filter needs the cql2 package to read it: pip install cql2, or pass cql2-json (a dict)"
-            ) from None
-        return json.loads(json.dumps(dict(value)))
     try:
         expr = cql2.parse_text(value) if isinstance(value, str) else cql2.parse_json(json.dumps(dict(value)))
         expr.validate()
@@ -534,7 +525,7 @@ def _search_static(root: pystac.Catalog, colls, box, geometry, interval, query, 
 
 
 def _region(box, geometry):
-    """The search area as a shapely geometry, or ``None`` (no spatial filter, or a bbox without shapely)."""
+    """The search area as a shapely geometry, or ``None`` (no spatial filter)."""
     if box is None and geometry is None:
         return None
     if geometry is not None:
