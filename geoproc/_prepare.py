@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio
 import rioxarray  # noqa: F401  (registers the .rio accessor)
+import shapely.geometry
 import xarray as xr
 from pyproj import Transformer
 
@@ -25,6 +26,7 @@ from .errors import AssetReadError, InvalidArgumentError, NoItemsFoundError, NoO
 from .grid import GridSpec, normalize_crs, transform_bounds
 from .io.items import AssetSpec, as_items, asset_spec, is_categorical, numpy_dtype
 from .io.reader import DEFAULT_GDAL_ENV, ChunkTask, resampling_method
+from .io.stac import geojson_geometry
 
 __all__ = ["BandPlan", "Prepared", "prepare", "grid_of", "DEFAULT_CHUNK_BYTES", "GROUPBY", "ON_ERROR"]
 
@@ -36,7 +38,8 @@ ON_ERROR = ("raise", "fill")
 
 @dataclass(frozen=True)
 class BandPlan:
-    """One output variable: its dtype, decoding, its assets (``table``, in fuse order), and the task of every chunk."""
+    """One output variable: its dtype, decoding, its assets (``table``, in fuse order) with their
+    ``footprints`` in the output CRS (same order), and the task of every chunk."""
 
     name: str
     dtype: np.dtype
@@ -45,6 +48,7 @@ class BandPlan:
     resampling: str
     attrs: dict
     table: tuple[AssetSpec, ...]
+    footprints: np.ndarray
     tasks: dict[tuple[int, int], ChunkTask]
 
 
@@ -95,10 +99,19 @@ def prepare(
         raise InvalidArgumentError(f"dtype must be a float dtype for scaled bands, got {dtype!r}; use raw=True for integers")
 
     specs = {band: [asset_spec(item, band) for item in item_list] for band in band_list}
-    grid = _output_grid(specs, crs=crs, resolution=resolution, bbox=bbox, bounds=bounds, geometry=geometry, like=like, anchor=anchor)
+    by_crs: dict[str, dict[str, np.ndarray]] = {}
 
-    # footprints in the output CRS, (n_items, 4) per band; an item takes part if any band overlaps
-    footprints = {b: _footprints(ss, grid.crs) for b, ss in specs.items()}
+    def footprints_in(dst_crs: str) -> dict[str, np.ndarray]:
+        """Per band, each item's footprint in ``dst_crs``, ``(n_items, 4)``; computed once per CRS."""
+        if dst_crs not in by_crs:
+            by_crs[dst_crs] = {b: _footprints(ss, dst_crs) for b, ss in specs.items()}
+        return by_crs[dst_crs]
+
+    grid = _output_grid(specs, footprints_in, crs=crs, resolution=resolution, bbox=bbox, bounds=bounds,
+                        geometry=geometry, like=like, anchor=anchor)
+
+    # an item takes part if any of its bands overlaps the grid
+    footprints = footprints_in(grid.crs)
     gb = grid.bounds
     overlaps = np.zeros(len(item_list), bool)
     for fp in footprints.values():
@@ -160,7 +173,7 @@ def _footprints(specs: Sequence[AssetSpec], dst_crs: str, densify: int = 21) -> 
     return out
 
 
-def _output_grid(specs, *, crs, resolution, bbox, bounds, geometry, like, anchor) -> GridSpec:
+def _output_grid(specs, footprints_in, *, crs, resolution, bbox, bounds, geometry, like, anchor) -> GridSpec:
     if like is not None:
         return grid_of(like)
     all_specs = [s for ss in specs.values() for s in ss]
@@ -182,38 +195,12 @@ def _output_grid(specs, *, crs, resolution, bbox, bounds, geometry, like, anchor
     elif bounds is not None:
         area = tuple(float(v) for v in bounds)
     elif geometry is not None:
-        area = transform_bounds(_geometry_bounds(geometry), "EPSG:4326", out_crs)
+        lonlat = shapely.geometry.shape(geojson_geometry(geometry, "geometry")).bounds
+        area = transform_bounds(lonlat, "EPSG:4326", out_crs)
     else:
-        fps = np.vstack([_footprints(ss, out_crs) for ss in specs.values()])
+        fps = np.vstack(list(footprints_in(out_crs).values()))
         area = (fps[:, 0].min(), fps[:, 1].min(), fps[:, 2].max(), fps[:, 3].max())
     return GridSpec.from_bounds(area, resolution, out_crs, anchor=anchor)
-
-
-def _geometry_bounds(geometry) -> tuple[float, float, float, float]:
-    """Lon/lat bounds of a GeoJSON geometry dict or an object with ``__geo_interface__``."""
-    geom = getattr(geometry, "__geo_interface__", geometry)
-    if not isinstance(geom, Mapping) or "coordinates" not in geom and "geometries" not in geom:
-        raise InvalidArgumentError("geometry must be a GeoJSON geometry (a dict with 'type' and 'coordinates') in lon/lat")
-    if geom.get("type") == "Feature":
-        geom = geom["geometry"]
-    coords = np.array(list(_flatten(geom)), dtype=float)
-    if coords.size == 0:
-        raise InvalidArgumentError("geometry has no coordinates")
-    return (coords[:, 0].min(), coords[:, 1].min(), coords[:, 0].max(), coords[:, 1].max())
-
-
-def _flatten(geom):
-    if geom.get("type") == "GeometryCollection":
-        for g in geom["geometries"]:
-            yield from _flatten(g)
-        return
-    stack = [geom["coordinates"]]
-    while stack:
-        c = stack.pop()
-        if c and isinstance(c[0], (int, float)):
-            yield c[:2]
-        else:
-            stack.extend(c)
 
 
 def _check_bbox(bbox: Sequence[float]) -> None:
@@ -301,7 +288,7 @@ def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, gr
         attrs["nodata"] = fill  # what marks a missing pixel in this variable
     if scaled and not decode:
         attrs["scale"], attrs["offset"] = specs[0].scale, specs[0].offset
-    return BandPlan(band, out_dtype, float(fill), decode, method, attrs, table, tasks)
+    return BandPlan(band, out_dtype, float(fill), decode, method, attrs, table, fp, tasks)
 
 
 def _probe_dtype(spec: AssetSpec) -> np.dtype:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._prepare import prepare
-from .grid import transform_bounds
 from .io.reader import shrink_factor
 
 __all__ = ["LoadPlan", "plan"]
@@ -102,27 +101,23 @@ def plan(items, bands, **load_args) -> LoadPlan:
     grid = prep.grid
     n_time = len(prep.times)
     reads, nbytes = 0, 0.0
-    footprint_cache: dict[int, tuple] = {}
     for band in prep.bands:
         for task in band.tasks.values():
             cb = task.grid.bounds
-            for _, assets in task.slots(band.table):
-                for a in assets:
-                    fp = footprint_cache.get(id(a))
-                    if fp is None:
-                        fp = footprint_cache[id(a)] = transform_bounds(a.bounds, a.crs, grid.crs)
-                    ix = max(0.0, min(cb[2], fp[2]) - max(cb[0], fp[0]))
-                    iy = max(0.0, min(cb[3], fp[3]) - max(cb[1], fp[1]))
-                    if ix <= 0 or iy <= 0:
-                        continue
-                    # the overview a read would use (COG overviews halve the resolution level by level)
-                    shrink = shrink_factor(task.grid, a.crs, a.resolution)
-                    ovr = 2 ** int(math.floor(math.log2(shrink) + 1e-9)) if shrink >= 2 else 1
-                    src_px = (fp[2] - fp[0]) / a.shape[1]  # a source pixel, in output units
-                    px = (ix / (src_px * ovr)) * (iy / (src_px * ovr))
-                    itemsize = np.dtype(a.data_type).itemsize if a.data_type else band.dtype.itemsize
-                    reads += 1
-                    nbytes += px * itemsize
+            for pos in task.assets:
+                a, fp = band.table[pos], band.footprints[pos]
+                ix = max(0.0, min(cb[2], fp[2]) - max(cb[0], fp[0]))
+                iy = max(0.0, min(cb[3], fp[3]) - max(cb[1], fp[1]))
+                if ix <= 0 or iy <= 0:
+                    continue
+                # the overview a read would use (COG overviews halve the resolution level by level)
+                shrink = shrink_factor(task.grid, a.crs, a.resolution)
+                ovr = 2 ** int(math.floor(math.log2(shrink) + 1e-9)) if shrink >= 2 else 1
+                src_px = (fp[2] - fp[0]) / a.shape[1]  # a source pixel, in output units
+                px = (ix / (src_px * ovr)) * (iy / (src_px * ovr))
+                itemsize = np.dtype(a.data_type).itemsize if a.data_type else band.dtype.itemsize
+                reads += 1
+                nbytes += px * itemsize
     n_chunks = len(prep.bands[0].tasks)
     cy, cx = prep.chunk
     return LoadPlan(

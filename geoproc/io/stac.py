@@ -178,7 +178,7 @@ def search(
     if bbox is not None and intersects is not None:
         raise InvalidArgumentError("pass either bbox or intersects, not both; a bbox is the polygon of its corners")
     box = _check_bbox(bbox)
-    geometry = _check_geometry(intersects)
+    geometry = geojson_geometry(intersects)
     interval = parse_datetime_range(datetime)
     for name, filt in (query or {}).items():
         unknown = set(filt) - set(_OPS)
@@ -224,7 +224,11 @@ def _check_bbox(bbox) -> tuple[float, ...] | None:
     return box
 
 
-def _check_geometry(value) -> dict | None:
+def geojson_geometry(value, argument: str = "intersects") -> dict | None:
+    """A GeoJSON geometry as plain JSON values, from a geometry dict, a Feature or ``__geo_interface__``.
+
+    Validated with shapely; ``argument`` names the parameter in error messages.
+    """
     if value is None:
         return None
     geom = getattr(value, "__geo_interface__", value)
@@ -232,17 +236,17 @@ def _check_geometry(value) -> dict | None:
         geom = geom.get("geometry")
     if not isinstance(geom, Mapping) or "type" not in geom or geom["type"] in ("Feature", "FeatureCollection"):
         raise InvalidArgumentError(
-            f"intersects must be a GeoJSON geometry (or a Feature, or an object with __geo_interface__), "
+            f"{argument} must be a GeoJSON geometry (or a Feature, or an object with __geo_interface__), "
             f"got {shorten(repr(value), 80)}; e.g. {{'type': 'Point', 'coordinates': [18.0, 45.5]}}"
         )
     try:  # plain lists, numbers and dicts, as the API gets it (numpy arrays and scalars too)
         geom = json.loads(json.dumps(dict(geom), default=lambda v: v.tolist() if hasattr(v, "tolist") else float(v)))
     except (TypeError, ValueError):
-        raise InvalidArgumentError(f"intersects holds values that are not numbers: {shorten(repr(value), 80)}") from None
+        raise InvalidArgumentError(f"{argument} holds values that are not numbers: {shorten(repr(value), 80)}") from None
     try:
         shapely.geometry.shape(geom)
     except Exception as exc:
-        raise InvalidArgumentError(f"intersects is not a valid GeoJSON geometry ({shorten(str(exc), 120)})") from None
+        raise InvalidArgumentError(f"{argument} is not a valid GeoJSON geometry ({shorten(str(exc), 120)})") from None
     return geom
 
 
