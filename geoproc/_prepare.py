@@ -273,12 +273,14 @@ def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, gr
             fill = np.nan if out_dtype.kind == "f" else 0
 
     fp = footprints[ordered_items]
-    table = tuple(specs[i] for i in ordered_items)  # fuse order; tasks refer to positions in it
+    table = tuple(specs[i] for i in ordered_items)  # fuse order
+    table_array = np.empty(len(table), dtype=object)  # for fast per-chunk selection (C, not Python, loops)
+    table_array[:] = table
     tasks = {}
     for iy, ix, sub in grid.chunks(chunk):
         hit = np.flatnonzero(_hits(fp, sub.bounds)).astype(np.int32)
         tasks[(iy, ix)] = ChunkTask(
-            grid=sub, assets=hit, times=ordered_slots[hit].astype(np.int32), n_time=n_time, dtype=out_dtype.str,
+            grid=sub, specs=table_array[hit], assets=hit, times=ordered_slots[hit].astype(np.int32), n_time=n_time, dtype=out_dtype.str,
             fill=float(fill), decode=decode, resampling=method, overviews=overviews, on_error=on_error,
             report_token=report_token,
         )

@@ -30,8 +30,8 @@ class LoadPlan:
     chunk
         Spatial chunk shape ``(y, x)``; time is one chunk.
     chunks, tasks
-        Spatial chunks, and graph keys of the load: one task per chunk and
-        band, and each band's asset table.
+        Spatial chunks, and tasks of the load: one per chunk and band (dask
+        fuses a chunk's bands into the steps that use them together).
     reads
         Asset windows read, summed over tasks.
     bytes_to_read
@@ -91,7 +91,7 @@ def plan(items, bands, **load_args) -> LoadPlan:
     items       15 of 15 overlap the grid
     bands       red (float32), nir (float32), scl (uint8)
     grid        726 x 1589 px at 10 in EPSG:32633, 5 time slices
-    chunks      8 of 512 x 512 px (time whole); 27 load tasks
+    chunks      8 of 512 x 512 px (time whole); 24 load tasks
     reads       180 asset windows, about 15.9 MiB uncompressed
     output      49.5 MiB; largest chunk of one band 5.0 MiB
     """
@@ -130,7 +130,7 @@ def plan(items, bands, **load_args) -> LoadPlan:
         bounds=grid.bounds,
         chunk=prep.chunk,
         chunks=n_chunks,
-        tasks=(n_chunks + 1) * len(prep.bands),
+        tasks=n_chunks * len(prep.bands),
         reads=reads,
         bytes_to_read=round(nbytes),
         bytes_out=int(sum(n_time * grid.height * grid.width * b.dtype.itemsize for b in prep.bands)),

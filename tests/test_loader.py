@@ -12,7 +12,8 @@ from pyproj import Transformer
 import geoproc
 from geoproc.errors import InvalidArgumentError, NoOverlapError, UnknownBandError
 from geoproc.grid import GridSpec, bounds_intersect, transform_bounds
-from geoproc.io.reader import RasterioReader
+from geoproc.io.items import AssetSpec
+from geoproc.io.reader import ChunkTask, RasterioReader
 
 from .helpers import item_file, read, reflectance
 
@@ -43,13 +44,38 @@ def test_structure_dtypes_and_time(archive, items):
 
 
 def test_one_task_per_chunk_per_band(archive, items):
-    """Per band: one task per chunk, plus the band's asset table that they all share."""
+    """Per band: one task per chunk, a graph root holding only the assets its chunk intersects."""
     ds = geoproc.load(items, ["red", "scl"], resolution=10, chunks=128)
     n_chunks = len(ds.red.data.chunks[1]) * len(ds.red.data.chunks[2])
     graph = dict(ds.red.data.__dask_graph__())
-    tables = [k for k in graph if isinstance(k, str) and k.startswith("assets-")]
-    assert len(tables) == 1 and len(graph) == n_chunks + 1
-    assert len(graph[tables[0]]) == len(archive.item_ids)
+    assert len(graph) == n_chunks
+    chunk_tasks = [arg.value for task in graph.values() for arg in task.args if isinstance(arg.value, ChunkTask)]
+    assert len(chunk_tasks) == n_chunks
+    per_task = [t.specs for t in chunk_tasks]
+    assert all(isinstance(a, AssetSpec) for specs in per_task for a in specs)
+    # every item is read somewhere, and some chunk reads fewer than all (the tiles only overlap)
+    assert {a.item_id for specs in per_task for a in specs} == set(archive.item_ids)
+    assert min(len(specs) for specs in per_task) < len(archive.item_ids)
+
+
+def test_bands_of_a_chunk_fuse_into_their_consumer(items):
+    """Loads used together by one blockwise step become one task per chunk after dask's optimisation.
+
+    That task reads every band of its chunk and computes on one worker, so no band crosses between
+    workers.
+    """
+    ds = geoproc.load(items, ["red", "nir", "scl"], resolution=10, chunks=128)
+    out = geoproc.composite(geoproc.ndvi(ds), "median", mask=geoproc.cloud_mask(ds))
+    n_chunks = len(ds.red.data.chunks[1]) * len(ds.red.data.chunks[2])
+    (optimized,) = dask.optimize(out.data)
+    graph = dict(optimized.__dask_graph__())
+    names = {k[0] if isinstance(k, tuple) else k for k in graph}
+    assert not any(n.startswith("load-") for n in names), names
+    # the fused task per chunk, plus at most an alias key per chunk that fusing leaves behind
+    assert n_chunks <= len(graph) <= 2 * n_chunks
+    np.testing.assert_array_equal(
+        out.values, geoproc.composite(geoproc.ndvi(ds.compute()), "median", mask=geoproc.cloud_mask(ds.compute())).values
+    )
 
 
 def test_aligned_pixels_equal_the_files_and_mosaic(archive, items):

@@ -278,18 +278,19 @@ def _is_nodata(values: np.ndarray, nodata: float) -> np.ndarray:
 class ChunkTask:
     """Everything one dask task needs to fill one chunk of one band.
 
-    The assets are referred to by position in the band's table of
-    :class:`AssetSpec` (one per item), which the graph holds once and every
-    chunk task shares, so a task stays a few kilobytes however many items a
-    load has.
+    A task carries the specs of the assets its chunk intersects, and no
+    others: its size grows with what it reads, not with the size of the load.
 
     Attributes
     ----------
     grid
         The chunk's sub-grid.
+    specs
+        The assets intersecting the chunk (:class:`AssetSpec` in an object
+        array), in fuse order: by time slot, then acquisition time, then item id.
     assets
-        Positions in the table of the assets intersecting the chunk, in fuse
-        order: by time slot, then acquisition time, then item id.
+        Their positions in the band's table of assets (one per item, in fuse
+        order), as :func:`geoproc.plan` uses them.
     times
         The time slot of each of those assets (non-decreasing).
     n_time
@@ -312,6 +313,7 @@ class ChunkTask:
     """
 
     grid: GridSpec
+    specs: np.ndarray
     assets: np.ndarray
     times: np.ndarray
     n_time: int
@@ -323,17 +325,17 @@ class ChunkTask:
     on_error: str = "raise"
     report_token: str | None = None
 
-    def slots(self, table: Sequence[AssetSpec]) -> Iterator[tuple[int, list[AssetSpec]]]:
+    def slots(self) -> Iterator[tuple[int, Sequence[AssetSpec]]]:
         """``(time slot, assets in fuse order)`` for each slot with at least one asset in the chunk."""
-        if not len(self.assets):
+        if not len(self.specs):
             return
         starts = np.flatnonzero(np.diff(self.times, prepend=-1))
         ends = np.append(starts[1:], len(self.times))
         for a, b in zip(starts, ends):
-            yield int(self.times[a]), [table[i] for i in self.assets[a:b]]
+            yield int(self.times[a]), self.specs[a:b]
 
 
-def read_chunk(task: ChunkTask, reader: Reader, table: Sequence[AssetSpec]) -> np.ndarray:
+def read_chunk(task: ChunkTask, reader: Reader) -> np.ndarray:
     """Fill one ``(time, y, x)`` chunk: read each slot's assets, fuse by first valid pixel.
 
     Within a time slot the assets are tried in the order given; each output pixel
@@ -342,7 +344,7 @@ def read_chunk(task: ChunkTask, reader: Reader, table: Sequence[AssetSpec]) -> n
     h, w = task.grid.shape
     out = np.full((task.n_time, h, w), task.fill, dtype=task.dtype)
     filled = np.zeros(h * w, dtype=bool)
-    for t, assets in task.slots(table):
+    for t, assets in task.slots():
         filled[:] = False
         target = out[t].reshape(-1)
         for asset in assets:
