@@ -30,6 +30,7 @@ from ._prepare import DEFAULT_CHUNK_BYTES, grid_of, prepare
 from .errors import InvalidArgumentError
 from .io.reader import DEFAULT_GDAL_ENV, RasterioReader, Reader, read_chunk
 from .io.report import LoadReport
+from .io.storage import gdal_defaults_from_environment
 
 __all__ = ["load", "read_report", "grid_of", "DEFAULT_CHUNK_BYTES"]
 
@@ -160,7 +161,8 @@ def load(
         use_overviews=use_overviews, on_error=on_error, report_token=token,
     )
     if reader is None:
-        reader = RasterioReader({**DEFAULT_GDAL_ENV, **(gdal_env or {})}, patch_url=patch_url, retries=retries)
+        env = {**DEFAULT_GDAL_ENV, **gdal_defaults_from_environment(), **(gdal_env or {})}
+        reader = RasterioReader(env, patch_url=patch_url, retries=retries)
     grid = prep.grid
     ys, xs = grid.chunk_sizes(prep.chunk)
     data_vars = {}

@@ -55,3 +55,28 @@ def stac_api(archive):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _required_services() -> bool:
+    import os
+
+    return os.environ.get("GEOPROC_REQUIRE_SERVICES", os.environ.get("CI", "")).lower() not in ("", "0", "false")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible store: SeaweedFS ``weed mini`` with one identity and a bucket, on 127.0.0.1.
+
+    See ``tests/services/seaweedfs.py``. Skipped with the reason where SeaweedFS or obstore is missing
+    (failed instead under CI=true or GEOPROC_REQUIRE_SERVICES=1).
+    """
+    from .services.pgstac import ServiceUnavailable
+    from .services.seaweedfs import seaweedfs
+
+    try:
+        with seaweedfs() as server:
+            yield server
+    except ServiceUnavailable as exc:
+        if _required_services():
+            pytest.fail(f"the S3 store must run here (CI or GEOPROC_REQUIRE_SERVICES) but cannot: {exc}")
+        pytest.skip(str(exc))

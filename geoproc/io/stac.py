@@ -3,7 +3,8 @@
 A STAC API (an ``http(s)://`` landing page that advertises item search) is
 searched server-side through pystac-client's ``/search``, following every
 ``next`` page. A static catalog (a ``catalog.json`` or ``collection.json`` on
-disk, at an ``http(s)://`` URL, or on any fsspec file system such as ``s3://``)
+disk, at an ``http(s)://`` URL, on S3 (``s3://``, read with obstore and the
+same AWS settings as outputs), or on any other fsspec file system)
 is walked and filtered here with the same semantics as the API: the item
 *geometry* intersects ``bbox`` / ``intersects``, the datetime interval is
 inclusive, ``query`` property filters, a CQL2 ``filter``, collections, a cap on
@@ -89,8 +90,9 @@ def search(
     catalog
         URL of a STAC API, or path/URL of a static ``catalog.json`` /
         ``collection.json`` (a folder holding ``catalog.json`` too). URLs other
-        than ``http(s)://`` (``s3://``, ``gs://``...) are read through fsspec and
-        need its implementation for that scheme (``s3fs``, ``gcsfs``...).
+        than ``http(s)://``: ``s3://`` is read with the standard AWS environment
+        variables or profile (see :mod:`geoproc.io.storage`); others (``gs://``...)
+        through fsspec, which needs the implementation for that scheme (``gcsfs``...).
     collections
         Collection id(s) to search in.
     bbox
@@ -292,7 +294,7 @@ def _cql2_text(cql: Mapping) -> str:
 
 
 class _StaticIO(DefaultStacIO):
-    """Reads local files, ``http(s)://`` (requests, with a timeout) and any other fsspec URL."""
+    """Reads local files, ``http(s)://`` (requests, with a timeout), ``s3://`` (obstore) and any other fsspec URL."""
 
     def read_text_from_href(self, href: str) -> str:
         scheme = urlparse(href).scheme
@@ -303,6 +305,10 @@ class _StaticIO(DefaultStacIO):
             if not resp.ok:
                 raise APIError.from_response(resp)
             return resp.text
+        if scheme == "s3":  # same connection settings as outputs: AWS environment variables or profile
+            from .storage import read_bytes
+
+            return read_bytes(href).decode("utf-8")
         if len(scheme) > 1 and scheme != "file":  # one letter: a Windows drive
             import fsspec
 

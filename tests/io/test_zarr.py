@@ -1,10 +1,14 @@
-"""to_zarr / open_result: round trip with CRS, provenance, and refusals before any compute."""
+"""to_zarr / open_result on local disk: round trip, STAC item, manifest, resume, append, refusals before compute.
+
+The same protocol on S3 (SeaweedFS), with its faults, is tested in test_zarr_s3.py.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -12,7 +16,8 @@ import rioxarray  # noqa: F401
 import xarray as xr
 
 import geoproc
-from geoproc.errors import OutputError
+from geoproc.errors import InvalidArgumentError, OutputError
+from geoproc.io.zarr import output_status
 
 
 def _result():
@@ -38,6 +43,54 @@ def test_round_trip_with_crs_transform_and_attrs(tmp_path):
     assert meta["zarr_format"] == 3
     json.loads(open(os.path.join(path, "ndvi", "zarr.json")).read(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
     assert geoproc.open_result(path).ndvi.attrs["nodata"] == "nan"
+    # compressed with zstd, one Zarr chunk per compute chunk; the manifest says complete
+    assert meta_of(path, "ndvi")["codecs"][-1]["name"] == "zstd"
+    status = output_status(path)
+    assert status["status"] == "complete" and status["regions_done"] == status["regions_total"] == 4
+    # the STAC Item beside the store: footprint around the grid, proj: and processing: fields
+    item = json.load(open(f"{path}.stac-item.json"))
+    assert item["properties"]["proj:code"] == "EPSG:32633" and item["properties"]["proj:shape"] == [60, 80]
+    assert item["properties"]["proj:transform"] == [10.0, 0.0, 700_000.0, 0.0, -10.0, 5_000_000.0]
+    assert item["properties"]["processing:software"] == {"geoproc": geoproc.__version__}
+    assert item["assets"]["data"]["href"] == str(path)
+    west, south, east, north = item["bbox"]
+    from pyproj import Transformer
+
+    lon, lat = Transformer.from_crs(32633, 4326, always_xy=True).transform(700_400.0, 4_999_700.0)  # the grid's centre
+    assert west < lon < east and south < lat < north and east - west < 0.02
+    import pystac
+
+    assert pystac.Item.from_dict(item).id == "out.zarr"
+
+
+def meta_of(path, name):
+    return json.load(open(os.path.join(path, name, "zarr.json")))
+
+
+def _failing_after(arr, n, message, failed):
+    """``arr`` whose blocks fail from the (n+1)-th computed on; those blocks' locations go to ``failed``."""
+    seen: list = []
+
+    def fail(block, block_info=None):
+        if block_info is not None and block.size:
+            seen.append(1)
+            if len(seen) > n:
+                failed.append(tuple(block_info[0]["chunk-location"]))
+                raise RuntimeError(message)
+        return block
+
+    return arr.copy(data=arr.data.map_blocks(fail, dtype=arr.dtype))
+
+
+def _counting(arr, log):
+    """``arr`` whose blocks append their location to ``log`` when computed."""
+
+    def count(block, block_info=None):
+        if block_info is not None and block.size:  # not dask's meta probe
+            log.append(tuple(block_info[0]["chunk-location"]))
+        return block
+
+    return arr.copy(data=arr.data.map_blocks(count, dtype=arr.dtype))
 
 
 def test_existing_output_is_refused_then_replaced(tmp_path):
@@ -63,33 +116,108 @@ def test_unwritable_locations_fail_before_compute(tmp_path):
     with pytest.raises(OutputError, match="cannot write"):
         geoproc.to_zarr(arr, blocker / "out.zarr")
     with pytest.raises(OutputError, match="not supported"):
-        geoproc.to_zarr(arr, "s3://bucket/out.zarr")
+        geoproc.to_zarr(arr, "gs://bucket/out.zarr")
     assert calls == [], "nothing may be computed before the location is known to be writable"
 
 
-def test_pending_write_appears_only_when_complete(tmp_path):
+def test_pending_write_is_unreadable_until_complete(tmp_path):
     target = tmp_path / "lazy.zarr"
     pending = geoproc.to_zarr(_result(), target, compute=False)
-    assert not target.exists(), "nothing may appear at the target before all chunks are written"
+    with pytest.raises(OutputError, match="unfinished.*resume"):
+        geoproc.open_result(target)  # the template is there, the data is not
     assert pending.compute() == str(target)
-    np.testing.assert_array_equal(xr.open_zarr(target).ndvi.values, _result().values)
-    assert [p.name for p in tmp_path.iterdir()] == ["lazy.zarr"], "the staging store must be gone"
+    np.testing.assert_array_equal(geoproc.open_result(target).ndvi.values, _result().values)
 
 
-def test_failed_write_keeps_the_previous_store(tmp_path):
+def test_failed_write_resumes_computing_only_the_missing_regions(tmp_path):
+    target = tmp_path / "out.zarr"
+
+    failed: list = []
+    broken = _failing_after(_result(), 3, "worker died", failed)
+    with dask.config.set(scheduler="synchronous"), pytest.raises(RuntimeError, match="worker died"):
+        geoproc.to_zarr(broken, target)
+    status = output_status(target)
+    assert status["status"] == "writing" and status["regions_done"] == 3
+    with pytest.raises(OutputError, match="unfinished"):
+        geoproc.open_result(target)
+    with pytest.raises(OutputError, match="already exists.*resume"):
+        geoproc.to_zarr(_result(), target)
+    computed: list = []
+    with dask.config.set(scheduler="synchronous"):
+        geoproc.to_zarr(_counting(_result(), computed), target, mode="resume")
+    assert computed == failed, "only the region that was not written may be computed again"
+    np.testing.assert_array_equal(geoproc.open_result(target).ndvi.values, _result().values)
+
+
+def test_resume_refuses_another_result_before_compute(tmp_path):
     target = tmp_path / "out.zarr"
     geoproc.to_zarr(_result(), target)
+    computed: list = []
+    with pytest.raises(OutputError, match="shape"):
+        geoproc.to_zarr(_counting(_result()[:30], computed), target, mode="resume")
+    moved = _result().rio.write_crs(32634)
+    with pytest.raises(OutputError, match="CRS"):
+        geoproc.to_zarr(_counting(moved, computed), target, mode="resume")
+    rechunked = _result().chunk({"y": 20, "x": 40})
+    with pytest.raises(OutputError, match="chunks"):
+        geoproc.to_zarr(rechunked, target, mode="resume")
+    assert computed == []
 
-    def fail(block):
-        if block.size:
-            raise RuntimeError("worker died")
-        return block
 
-    broken = _result().copy(data=_result().data.map_blocks(fail, dtype=np.float32))
-    with pytest.raises(RuntimeError, match="worker died"):
-        geoproc.to_zarr(broken, target, mode="w")
-    np.testing.assert_array_equal(xr.open_zarr(target).ndvi.values, _result().values)
-    assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"], "no half-written store may be left behind"
+def _series(times, seed=0):
+    rng = np.random.default_rng(seed)
+    values = rng.random((len(times), 60, 80)).astype(np.float32)
+    arr = xr.DataArray(
+        da.from_array(values, chunks=(len(times), 32, 40)), dims=("time", "y", "x"),
+        coords={"time": np.array(times, dtype="datetime64[ns]"), "y": 5_000_000 - 10 * np.arange(60) - 5.0,
+                "x": 700_000 + 10 * np.arange(80) + 5.0}, name="ndvi",
+    )
+    return arr.rio.write_crs(32633)
+
+
+def test_append_adds_dates_and_resumes_an_interrupted_append(tmp_path):
+    target = tmp_path / "series.zarr"
+    first = _series(["2024-05-01", "2024-05-06", "2024-05-11"], seed=1)
+    second = _series(["2024-05-16", "2024-05-21"], seed=2)
+    geoproc.to_zarr(first, target, mode="a")  # creates
+    assert meta_of(target, "ndvi")["chunk_grid"]["configuration"]["chunk_shape"] == [1, 32, 40]
+
+    failed: list = []
+    broken = _failing_after(second, 2, "interrupted", failed)
+    with dask.config.set(scheduler="synchronous"), pytest.raises(RuntimeError, match="interrupted"):
+        geoproc.to_zarr(broken, target, mode="a")
+    computed: list = []
+    with dask.config.set(scheduler="synchronous"):
+        geoproc.to_zarr(_counting(second, computed), target, mode="a")  # same dates again: resumes the append
+    # 2 of the 4 new regions were written before the failure: the other 2 (the failed one among them) are computed
+    assert len(computed) == 2 and failed[0] in computed
+    got = geoproc.open_result(target)
+    np.testing.assert_array_equal(got.time.values, np.concatenate([first.time.values, second.time.values]))
+    np.testing.assert_array_equal(got.ndvi.values, np.concatenate([first.values, second.values]))
+    assert got.rio.crs.to_epsg() == 32633
+    item = json.load(open(f"{target}.stac-item.json"))
+    assert item["properties"]["start_datetime"] == "2024-05-01T00:00:00Z"
+    assert item["properties"]["end_datetime"] == "2024-05-21T00:00:00Z"
+    with pytest.raises(OutputError, match="not after the store's last"):
+        geoproc.to_zarr(_series(["2024-05-18"]), target, mode="a")
+
+
+def test_irregular_chunks_are_refused(tmp_path):
+    arr = _result().chunk({"y": (20, 40), "x": 40})
+    with pytest.raises(InvalidArgumentError, match="irregular chunks along 'y'"):
+        geoproc.to_zarr(arr, tmp_path / "out.zarr")
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_shards_and_compression_level(tmp_path):
+    arr = _result().chunk({"y": 40, "x": 40})
+    path = geoproc.to_zarr(arr, tmp_path / "sharded.zarr", shard_inner_chunk=20, compression_level=9)
+    meta = meta_of(path, "ndvi")
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [40, 40]  # the shard: one per compute chunk
+    sharding = meta["codecs"][0]
+    assert sharding["name"] == "sharding_indexed" and sharding["configuration"]["chunk_shape"] == [20, 20]
+    assert sharding["configuration"]["codecs"][-1] == {"name": "zstd", "configuration": {"level": 9, "checksum": False}}
+    np.testing.assert_array_equal(geoproc.open_result(path).ndvi.values, arr.values)
 
 
 def test_overwrite_refuses_what_is_not_a_zarr_store(tmp_path):
