@@ -18,7 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def job_options(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--output", metavar="URL", help="output Zarr store (path or file:// URL)")
+        sp.add_argument("--output", metavar="URL", help="output Zarr store (path, file:// or s3:// URL)")
         sp.add_argument("--cluster", metavar="ADDRESS", help="address of an existing Dask scheduler (default: start a LocalCluster)")
         sp.add_argument("--workers", type=int, metavar="N", help="worker processes of the LocalCluster (default: one per core)")
         sp.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a workflow file (YAML)")
     run.add_argument("workflow", help="path of the workflow YAML file")
     run.add_argument("--overwrite", action="store_true", help="replace the output store if it exists")
+    run.add_argument(
+        "--resume", action="store_true", help="finish an interrupted run: keep the regions already written"
+    )
     job_options(run)
 
     gen = sub.add_parser("generate", help="write a synthetic Sentinel-2-like archive with ground truth")
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             spec = _demo_spec(args.root, args.output)
         else:
-            spec = load_spec(args.workflow, output=args.output, overwrite=args.overwrite or None)
+            spec = load_spec(args.workflow, output=args.output, overwrite=args.overwrite or None, resume=args.resume or None)
         result = run_job(spec, cluster=args.cluster, n_workers=args.workers, progress=not args.no_progress)
         print(result.summary())
         return 0

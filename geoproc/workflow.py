@@ -47,7 +47,8 @@ class JobSpec:
     catalog
         Path of a static ``catalog.json`` or URL of a STAC API.
     output
-        Where the Zarr store goes (path or ``file://`` URL).
+        Where the Zarr store goes: a path, ``file://`` or ``s3://bucket/prefix`` URL (S3 settings come from the
+        standard AWS environment variables or profile, never from the job file).
     generate
         If set and ``catalog`` does not exist, a synthetic archive is generated
         there first with these :func:`geoproc.testing.generate_archive` arguments.
@@ -66,6 +67,8 @@ class JobSpec:
         Path of a PNG preview of the result, or ``None`` for none.
     overwrite
         Replace an existing output store.
+    resume
+        Finish an interrupted run of the same job: regions already written are kept and not computed again.
     """
 
     catalog: str
@@ -78,6 +81,7 @@ class JobSpec:
     composite: str = "median"
     quicklook: str | None = None
     overwrite: bool = False
+    resume: bool = False
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], **overrides: Any) -> JobSpec:
@@ -90,6 +94,8 @@ class JobSpec:
         missing = {"catalog", "output"} - set(merged)
         if missing:
             raise InvalidArgumentError(f"the job lacks {sorted(missing)}; give a catalog path/URL and an output path")
+        if merged.get("overwrite") and merged.get("resume"):
+            raise InvalidArgumentError("a job cannot both overwrite and resume its output; choose one")
         return cls(**merged)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,7 +162,7 @@ def run_job(
     """
     from . import cloud_mask, composite, index, load, search, to_zarr
     from .cluster import connect
-    from .io.zarr import discard_staging, open_result
+    from .io.zarr import open_result
     from .quicklook import quicklook
 
     started = time.perf_counter()
@@ -178,7 +184,8 @@ def run_job(
     result = composite(values, spec.composite, mask=mask)
     result.name = f"{spec.index.lower()}_{spec.composite}"
     provenance = {"input_items": ds.attrs["input_items"], "job": spec.to_dict()}
-    pending = to_zarr(result, spec.output, mode="w" if spec.overwrite else "w-", compute=False, attrs=provenance)
+    mode = "w" if spec.overwrite else "resume" if spec.resume else "w-"
+    pending = to_zarr(result, spec.output, mode=mode, compute=False, attrs=provenance)
 
     failed: BaseException | None = None
     with connect(cluster, n_workers=n_workers) as client:
@@ -200,10 +207,7 @@ def run_job(
             client.cancel(future)
             failed = exc
     if failed is not None:
-        # only now, with the computation cancelled (and a local cluster's workers gone), can no task
-        # still write into the staging store: remove it, so nothing half-written is left; a previous
-        # output at spec.output stays as it was
-        discard_staging(spec.output)
+        # the regions written so far stay recorded in the output's manifest: --resume finishes the job
         raise failed
 
     png = None

@@ -16,6 +16,7 @@ import rioxarray  # noqa: F401
 import xarray as xr
 import yaml
 
+import geoproc
 from geoproc.grid import transform_bounds
 from geoproc.workflow import DEMO_SPEC
 
@@ -176,20 +177,37 @@ def test_cli_reports_an_unreachable_scheduler(tmp_path, demo):
     assert "cannot reach a Dask scheduler at tcp://127.0.0.1:9" in proc.stderr
 
 
-def test_cli_read_failure_on_workers_is_one_line_and_leaves_nothing(tmp_path, demo):
+def test_cli_read_failure_on_workers_is_one_line_and_resumable(tmp_path, demo):
     """An asset that fails on a cluster worker reaches the user as one typed error, not a bare Exception
-    with tracebacks, and the failed job leaves no staging store behind."""
+    with tracebacks; the unfinished output cannot be opened, and once the asset is back, --resume finishes it
+    (which regions a resume computes is tested in tests/io/test_zarr.py)."""
     import shutil
+
+    from geoproc.errors import OutputError
+    from geoproc.io.zarr import output_status
 
     root, _ = demo
     copy = tmp_path / "copy"
     shutil.copytree(root / "archive", copy / "archive")
     victim = sorted((copy / "archive" / "sentinel-2-l2a-synthetic").glob("S2X_33TA_*"))[0]
-    (victim / "B04.tif").unlink()
+    (victim / "B04.tif").rename(tmp_path / "B04.tif")
     proc = _run(["run", _spec(tmp_path, copy), "--no-progress"], cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("geoproc: error: cannot read item"), proc.stderr[-2000:]
     assert victim.name in lines[0] and "'B04'" in lines[0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "job.yaml"], "no output or staging store may remain"
+    out = tmp_path / "out.zarr"
+    assert output_status(out)["status"] == "writing"
+    with pytest.raises(OutputError, match="unfinished"):
+        geoproc.open_result(out)
+    (tmp_path / "B04.tif").rename(victim / "B04.tif")
+    proc = _run(["run", _spec(tmp_path, copy), "--no-progress", "--resume"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    status = output_status(out)
+    assert status["status"] == "complete" and status["regions_done"] == status["regions_total"]
+    reference = _run(["run", _spec(tmp_path, copy), "--no-progress", "--output", str(tmp_path / "ref.zarr")], cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    np.testing.assert_array_equal(
+        geoproc.open_result(out)["ndvi_median"].values, geoproc.open_result(tmp_path / "ref.zarr")["ndvi_median"].values
+    )
