@@ -18,6 +18,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 from . import accessor as _accessor  # noqa: F401,E402  (registers .geoproc)
+from .change import burn_severity, change, change_mask, otsu_threshold  # noqa: E402
 from .compositing import composite  # noqa: E402
 from .errors import GeoprocError  # noqa: E402
 from .grid import GridSpec  # noqa: E402
@@ -27,6 +28,7 @@ from .io.zarr import open_result, to_zarr  # noqa: E402
 from .loader import load, read_report  # noqa: E402
 from .masking import cloud_mask  # noqa: E402
 from .planning import plan  # noqa: E402
+from .timeseries import bfast_monitor, ccdc_breaks, harmonic_fit  # noqa: E402
 
 __all__ = [
     "search",
@@ -37,6 +39,13 @@ __all__ = [
     "ndvi",
     "index",
     "composite",
+    "change",
+    "change_mask",
+    "otsu_threshold",
+    "burn_severity",
+    "harmonic_fit",
+    "bfast_monitor",
+    "ccdc_breaks",
     "to_zarr",
     "open_result",
     "GridSpec",

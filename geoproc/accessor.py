@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import xarray as xr
 
+from .change import burn_severity, change, change_mask, otsu_threshold
 from .compositing import composite
 from .indices import index, ndvi
 from .io.zarr import to_zarr
 from .loader import read_report
 from .masking import cloud_mask
+from .timeseries import bfast_monitor, ccdc_breaks, harmonic_fit
 
 #: accessor method name -> public function; kept in step with ``geoproc.__all__`` by a test
 ALIASES = {
@@ -19,6 +21,13 @@ ALIASES = {
     "ndvi": ndvi,
     "index": index,
     "composite": composite,
+    "change": change,
+    "change_mask": change_mask,
+    "otsu_threshold": otsu_threshold,
+    "burn_severity": burn_severity,
+    "harmonic_fit": harmonic_fit,
+    "bfast_monitor": bfast_monitor,
+    "ccdc_breaks": ccdc_breaks,
     "to_zarr": to_zarr,
     "read_report": read_report,
 }

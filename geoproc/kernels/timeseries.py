@@ -1,0 +1,341 @@
+"""Per-pixel time-series models: harmonic regression, BFAST-Monitor-style MOSUM monitoring, CCDC-style breaks.
+
+Inputs are time-first ``(T, N)`` arrays and a design matrix ``(T, p)`` shared
+by all pixels (intercept, trend, harmonics, evaluated at each date). Each
+pixel is fitted by least squares on its own valid observations only (not NaN,
+not ``invalid``): normal equations accumulated in float64 and solved by
+Cholesky. Outputs are stacked float32 rows ``(rows, N)``; see each kernel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = [
+    "REASON_OK",
+    "REASON_FEW_HISTORY",
+    "REASON_NO_MONITORING",
+    "REASON_SINGULAR",
+    "harmonic_fit",
+    "bfast_monitor",
+    "ccdc_breaks",
+    "strucchange_log_plus",
+]
+
+#: Reason codes (why a pixel has no result; 0 when it has one).
+REASON_OK = 0
+REASON_FEW_HISTORY = 1  # too few valid observations in the fitting (history) period
+REASON_NO_MONITORING = 2  # no valid observation in the monitoring period
+REASON_SINGULAR = 3  # the valid dates do not determine the model (collinear design), or zero residual variance
+
+_TILE = 256  # pixels gathered at a time: each date's row is read sequentially
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def strucchange_log_plus(x: float) -> float:
+    """``log+(x) = max(1, log x)`` as strucchange's ``logPlus`` (1 for ``x <= e``)."""
+    return 1.0 if x <= math.e else math.log(x)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _gather(values, invalid, use_mask, first, start, width, tile, tidx, counts):
+    """Valid observations (dates ``>= first``) of pixels ``start:start + width`` into ``tile``; their dates in ``tidx``."""
+    counts[:width] = 0
+    for t in range(first, values.shape[0]):
+        for j in range(width):
+            v = values[t, start + j]
+            if np.isnan(v) or (use_mask and invalid[t, start + j]):
+                continue
+            c = counts[j]
+            tile[j, c] = v
+            tidx[j, c] = t
+            counts[j] = c + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _fit(design, y, ti, m, stop, xtx, xty, beta):
+    """Least squares on the observations ``y[:m]`` at dates ``ti[:m]`` that are ``< stop``.
+
+    Returns ``(n, ok)``: the number of observations used, and whether the
+    normal equations were positive definite (``beta`` then holds the fit).
+    """
+    p = design.shape[1]
+    xtx[:, :] = 0.0
+    xty[:] = 0.0
+    n = 0
+    for q in range(m):
+        t = ti[q]
+        if t >= stop:
+            break
+        yv = y[q]
+        for a in range(p):
+            xa = design[t, a]
+            xty[a] += xa * yv
+            for b in range(a + 1):
+                xtx[a, b] += xa * design[t, b]
+        n += 1
+    if n < p:
+        return n, False
+    # Cholesky L L' = X'X in the lower triangle; a pivot that all but vanishes relative to its
+    # column's own norm means the valid dates do not determine the coefficients
+    for j in range(p):
+        d = xtx[j, j]
+        norm = d
+        for k in range(j):
+            d -= xtx[j, k] * xtx[j, k]
+        if not d > 1e-10 * norm:
+            return n, False
+        d = math.sqrt(d)
+        xtx[j, j] = d
+        for i in range(j + 1, p):
+            s = xtx[i, j]
+            for k in range(j):
+                s -= xtx[i, k] * xtx[j, k]
+            xtx[i, j] = s / d
+    for i in range(p):  # L z = X'y
+        s = xty[i]
+        for k in range(i):
+            s -= xtx[i, k] * beta[k]
+        beta[i] = s / xtx[i, i]
+    for i in range(p - 1, -1, -1):  # L' beta = z
+        s = beta[i]
+        for k in range(i + 1, p):
+            s -= xtx[k, i] * beta[k]
+        beta[i] = s / xtx[i, i]
+    return n, True
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _residuals(design, y, ti, m, beta, resid):
+    p = design.shape[1]
+    for q in range(m):
+        t = ti[q]
+        pred = 0.0
+        for a in range(p):
+            pred += design[t, a] * beta[a]
+        resid[q] = y[q] - pred
+
+
+@numba.njit(cache=True, nogil=True)
+def harmonic_fit(
+    values: np.ndarray, invalid: np.ndarray, design: np.ndarray, start: int, stop: int, min_obs: int
+) -> np.ndarray:
+    """Per-pixel least-squares fit of ``design`` to the valid observations of dates ``start:stop``.
+
+    Returns float32 ``(p + 3, N)``: the p coefficients, the RMSE
+    ``sqrt(RSS / (n - p))`` (NaN when ``n == p``), the number n of
+    observations used, and the reason code (:data:`REASON_OK`, or
+    :data:`REASON_FEW_HISTORY` when ``n < max(p, min_obs)``,
+    :data:`REASON_SINGULAR`); coefficients and RMSE are NaN unless the reason
+    is OK.
+    """
+    t_len, n_pix = values.shape
+    p = design.shape[1]
+    use_mask = invalid.shape[0] == t_len
+    out = np.full((p + 3, n_pix), np.nan, dtype=np.float32)
+    tile = np.empty((_TILE, t_len), dtype=np.float64)
+    tidx = np.empty((_TILE, t_len), dtype=np.int64)
+    counts = np.empty(_TILE, dtype=np.int64)
+    xtx = np.empty((p, p))
+    xty = np.empty(p)
+    beta = np.empty(p)
+    resid = np.empty(t_len)
+    view = values[:stop]
+    mask_view = invalid[:stop] if use_mask else invalid
+    for s0 in range(0, n_pix, _TILE):
+        width = min(_TILE, n_pix - s0)
+        _gather(view, mask_view, use_mask, start, s0, width, tile, tidx, counts)
+        for j in range(width):
+            m = counts[j]
+            n, ok = _fit(design, tile[j], tidx[j], m, stop, xtx, xty, beta)
+            out[p + 1, s0 + j] = n
+            if n < p or n < min_obs:
+                out[p + 2, s0 + j] = REASON_FEW_HISTORY
+                continue
+            if not ok:
+                out[p + 2, s0 + j] = REASON_SINGULAR
+                continue
+            _residuals(design, tile[j], tidx[j], m, beta, resid)
+            rss = 0.0
+            for q in range(m):
+                rss += resid[q] * resid[q]
+            for a in range(p):
+                out[a, s0 + j] = beta[a]
+            if n > p:
+                out[p, s0 + j] = math.sqrt(rss / (n - p))
+            out[p + 2, s0 + j] = REASON_OK
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def bfast_monitor(
+    values: np.ndarray,
+    invalid: np.ndarray,
+    design: np.ndarray,
+    hist_start: int,
+    mon_start: int,
+    h: float,
+    crit: float,
+    min_obs: int,
+    want_process: bool,
+) -> np.ndarray:
+    """BFAST-Monitor per pixel: fit on the stable history, OLS-MOSUM of the residuals, boundary crossing.
+
+    As ``strucchange::mefp(type="OLS-MOSUM")`` + ``monitor`` on the pixel's
+    valid observations from ``hist_start`` on (dates ``hist_start:mon_start``
+    are the history, ``mon_start:`` the monitoring period; left-out dates are
+    dropped, as bfastmonitor does with NA): with ``n`` history observations,
+    coefficients and ``sigma = sqrt(RSS / (n - p))`` from the history, window
+    ``K = floor(h * n)``, the process at the ``i``-th observation (1-based,
+    ``i > n``) is the sum of the last ``K`` residuals over ``sigma * sqrt(n)``
+    and the boundary is ``crit * sqrt(2 * log+(i / n))``. A break is the first
+    monitoring observation where ``|process| > boundary``.
+
+    Returns
+    -------
+    float32 ``(5, N)``, or ``(5 + 2T, N)`` with ``want_process``: row 0 the
+    date index of the break (-1: none or no result), 1 the magnitude (median
+    of the monitoring-period residuals, as bfastmonitor), 2 the reason code, 3
+    n, 4 sigma; then the process and the boundary at each monitoring date
+    (NaN elsewhere). A pixel needs ``n > p``, ``floor(h * n) > 1`` (as
+    bfastmonitor) and ``n >= min_obs``; else :data:`REASON_FEW_HISTORY`.
+    """
+    t_len, n_pix = values.shape
+    p = design.shape[1]
+    use_mask = invalid.shape[0] == t_len
+    rows = 5 + (2 * t_len if want_process else 0)
+    out = np.full((rows, n_pix), np.nan, dtype=np.float32)
+    out[0, :] = -1
+    tile = np.empty((_TILE, t_len), dtype=np.float64)
+    tidx = np.empty((_TILE, t_len), dtype=np.int64)
+    counts = np.empty(_TILE, dtype=np.int64)
+    xtx = np.empty((p, p))
+    xty = np.empty(p)
+    beta = np.empty(p)
+    resid = np.empty(t_len)
+    cum = np.empty(t_len + 1)
+    for s0 in range(0, n_pix, _TILE):
+        width = min(_TILE, n_pix - s0)
+        _gather(values, invalid, use_mask, hist_start, s0, width, tile, tidx, counts)
+        for j in range(width):
+            px = s0 + j
+            m = counts[j]
+            n, ok = _fit(design, tile[j], tidx[j], m, mon_start, xtx, xty, beta)
+            out[3, px] = n
+            window = int(math.floor(h * n))
+            if n <= p or window <= 1 or n < min_obs:
+                out[2, px] = REASON_FEW_HISTORY
+                continue
+            if not ok:
+                out[2, px] = REASON_SINGULAR
+                continue
+            if m == n:
+                out[2, px] = REASON_NO_MONITORING
+                continue
+            _residuals(design, tile[j], tidx[j], m, beta, resid)
+            rss = 0.0
+            for q in range(n):
+                rss += resid[q] * resid[q]
+            sigma = math.sqrt(rss / (n - p))
+            out[4, px] = sigma
+            if not sigma > 0.0:
+                out[2, px] = REASON_SINGULAR
+                continue
+            out[2, px] = REASON_OK
+            cum[0] = 0.0
+            for q in range(m):
+                cum[q + 1] = cum[q] + resid[q]
+            scale = sigma * math.sqrt(n)
+            brk = -1
+            for q in range(n, m):
+                process = (cum[q + 1] - cum[q + 1 - window]) / scale
+                bound = crit * math.sqrt(2.0 * strucchange_log_plus((q + 1) / n))
+                if want_process:
+                    t = tidx[j, q]
+                    out[5 + t, px] = process
+                    out[5 + t_len + t, px] = bound
+                if brk < 0 and abs(process) > bound:
+                    brk = tidx[j, q]
+                    if not want_process:
+                        break
+            out[0, px] = brk
+            out[1, px] = np.median(resid[n:m])
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def ccdc_breaks(
+    values: np.ndarray,
+    invalid: np.ndarray,
+    design: np.ndarray,
+    hist_start: int,
+    mon_start: int,
+    consecutive: int,
+    threshold: float,
+    min_obs: int,
+) -> np.ndarray:
+    """CCDC-style change: ``consecutive`` monitoring observations in a row whose residual exceeds ``threshold`` x RMSE.
+
+    The model is fitted on the valid observations of dates
+    ``hist_start:mon_start``; RMSE is ``sqrt(RSS / (n - p))`` there. The
+    change date is the first observation of the run.
+
+    Returns
+    -------
+    float32 ``(5, N)``: row 0 the date index of the change (-1: none or no
+    result), 1 the magnitude (median residual of the run's observations; NaN
+    without a change), 2 the reason code, 3 n, 4 RMSE. A pixel needs
+    ``n > p`` and ``n >= min_obs``, else :data:`REASON_FEW_HISTORY`.
+    """
+    t_len, n_pix = values.shape
+    p = design.shape[1]
+    use_mask = invalid.shape[0] == t_len
+    out = np.full((5, n_pix), np.nan, dtype=np.float32)
+    out[0, :] = -1
+    tile = np.empty((_TILE, t_len), dtype=np.float64)
+    tidx = np.empty((_TILE, t_len), dtype=np.int64)
+    counts = np.empty(_TILE, dtype=np.int64)
+    xtx = np.empty((p, p))
+    xty = np.empty(p)
+    beta = np.empty(p)
+    resid = np.empty(t_len)
+    for s0 in range(0, n_pix, _TILE):
+        width = min(_TILE, n_pix - s0)
+        _gather(values, invalid, use_mask, hist_start, s0, width, tile, tidx, counts)
+        for j in range(width):
+            px = s0 + j
+            m = counts[j]
+            n, ok = _fit(design, tile[j], tidx[j], m, mon_start, xtx, xty, beta)
+            out[3, px] = n
+            if n <= p or n < min_obs:
+                out[2, px] = REASON_FEW_HISTORY
+                continue
+            if not ok:
+                out[2, px] = REASON_SINGULAR
+                continue
+            if m == n:
+                out[2, px] = REASON_NO_MONITORING
+                continue
+            _residuals(design, tile[j], tidx[j], m, beta, resid)
+            rss = 0.0
+            for q in range(n):
+                rss += resid[q] * resid[q]
+            rmse = math.sqrt(rss / (n - p))
+            out[4, px] = rmse
+            out[2, px] = REASON_OK
+            limit = threshold * rmse
+            run = 0
+            for q in range(n, m):
+                if abs(resid[q]) > limit:
+                    run += 1
+                    if run == consecutive:
+                        first = q - consecutive + 1
+                        out[0, px] = tidx[j, first]
+                        out[1, px] = np.median(resid[first : q + 1])
+                        break
+                else:
+                    run = 0
+    return out
