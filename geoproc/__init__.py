@@ -27,7 +27,9 @@ from .io.stac import search  # noqa: E402
 from .io.zarr import open_result, to_zarr  # noqa: E402
 from .loader import load, read_report  # noqa: E402
 from .masking import cloud_mask  # noqa: E402
+from .morphology import dilate, remove_small_objects  # noqa: E402
 from .planning import plan  # noqa: E402
+from .spectral_mask import spectral_classes  # noqa: E402
 from .timeseries import bfast_monitor, ccdc_breaks, harmonic_fit  # noqa: E402
 
 __all__ = [
@@ -36,6 +38,9 @@ __all__ = [
     "plan",
     "read_report",
     "cloud_mask",
+    "spectral_classes",
+    "dilate",
+    "remove_small_objects",
     "ndvi",
     "index",
     "composite",

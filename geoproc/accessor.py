@@ -13,11 +13,16 @@ from .indices import index, ndvi
 from .io.zarr import to_zarr
 from .loader import read_report
 from .masking import cloud_mask
+from .morphology import dilate, remove_small_objects
+from .spectral_mask import spectral_classes
 from .timeseries import bfast_monitor, ccdc_breaks, harmonic_fit
 
 #: accessor method name -> public function; kept in step with ``geoproc.__all__`` by a test
 ALIASES = {
     "cloud_mask": cloud_mask,
+    "spectral_classes": spectral_classes,
+    "dilate": dilate,
+    "remove_small_objects": remove_small_objects,
     "ndvi": ndvi,
     "index": index,
     "composite": composite,

@@ -1,0 +1,239 @@
+"""Binary morphology on 2-D boolean arrays: dilation, small-object removal, majority filter.
+
+Every kernel treats pixels outside the array as False (absent), so a kernel run
+on a block padded with a halo at least as wide as its radius gives, inside the
+block's core, exactly what it gives on the whole array.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["squared_distance", "dilate_disk", "dilate_square", "remove_small", "majority"]
+
+_INF = np.int64(1) << np.int64(60)
+
+
+@numba.njit(cache=True, nogil=True)
+def squared_distance(mask: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distance (in pixels) from each pixel to the nearest True pixel.
+
+    Exact (Felzenszwalb & Huttenlocher 2012, "Distance transforms of sampled
+    functions": a column pass, then the lower envelope of parabolas along rows),
+    O(N). Returns int64; ``2**60`` where the array holds no True pixel.
+    """
+    h, w = mask.shape
+    g = np.empty((h, w), dtype=np.int64)
+    # column pass: distance to the nearest True in the same column (-1: none), rows in memory order
+    for x in range(w):
+        g[0, x] = 0 if mask[0, x] else -1
+    for y in range(1, h):
+        for x in range(w):
+            if mask[y, x]:
+                g[y, x] = 0
+            elif g[y - 1, x] >= 0:
+                g[y, x] = g[y - 1, x] + 1
+            else:
+                g[y, x] = -1
+    for y in range(h - 2, -1, -1):
+        for x in range(w):
+            below = g[y + 1, x]
+            if below >= 0 and (g[y, x] < 0 or below + 1 < g[y, x]):
+                g[y, x] = below + 1
+    out = np.empty((h, w), dtype=np.int64)
+    v = np.empty(w, dtype=np.int64)  # columns of the parabolas in the envelope
+    z = np.empty(w + 1, dtype=np.float64)  # where each parabola starts to be the lowest
+    f = np.empty(w, dtype=np.int64)
+    for y in range(h):
+        k = -1
+        for x in range(w):
+            f[x] = g[y, x] * g[y, x] if g[y, x] >= 0 else -1
+            if f[x] < 0:
+                continue  # no True pixel in this column: no parabola
+            if k < 0:
+                k = 0
+                v[0] = x
+                z[0] = -np.inf
+                z[1] = np.inf
+                continue
+            # drop the parabolas that the new one hides (z[0] = -inf keeps k >= 0)
+            q = v[k]
+            s = ((f[x] + x * x) - (f[q] + q * q)) / (2.0 * (x - q))
+            while s <= z[k]:
+                k -= 1
+                q = v[k]
+                s = ((f[x] + x * x) - (f[q] + q * q)) / (2.0 * (x - q))
+            k += 1
+            v[k] = x
+            z[k] = s
+            z[k + 1] = np.inf
+        if k < 0:
+            for x in range(w):
+                out[y, x] = _INF
+            continue
+        j = 0
+        for x in range(w):
+            while z[j + 1] < x:
+                j += 1
+            q = v[j]
+            out[y, x] = (x - q) * (x - q) + f[q]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def dilate_disk(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Dilation by the disk ``{(dy, dx): dy**2 + dx**2 <= radius**2}``: True within ``radius`` px of a True pixel."""
+    d2 = squared_distance(mask)
+    r2 = radius * radius
+    h, w = mask.shape
+    out = np.empty((h, w), dtype=np.bool_)
+    for y in range(h):
+        for x in range(w):
+            out[y, x] = d2[y, x] <= r2
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def dilate_square(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Dilation by the ``(2 radius + 1)``-pixel square: True within Chebyshev distance ``radius`` of a True pixel."""
+    h, w = mask.shape
+    rows = np.zeros((h, w), dtype=np.bool_)
+    for y in range(h):
+        last = -(1 << 40)
+        for x in range(w):  # nearest True on the left (or here)
+            if mask[y, x]:
+                last = x
+            rows[y, x] = x - last <= radius
+        last = 1 << 40
+        for x in range(w - 1, -1, -1):
+            if mask[y, x]:
+                last = x
+            if last - x <= radius:
+                rows[y, x] = True
+    # column pass as running distances, rows in memory order
+    dist = np.empty((h, w), dtype=np.int64)
+    big = np.int64(1) << np.int64(40)
+    for x in range(w):
+        dist[0, x] = 0 if rows[0, x] else big
+    for y in range(1, h):
+        for x in range(w):
+            dist[y, x] = 0 if rows[y, x] else dist[y - 1, x] + 1
+    for y in range(h - 2, -1, -1):
+        for x in range(w):
+            if dist[y + 1, x] + 1 < dist[y, x]:
+                dist[y, x] = dist[y + 1, x] + 1
+    out = np.empty((h, w), dtype=np.bool_)
+    for y in range(h):
+        for x in range(w):
+            out[y, x] = dist[y, x] <= radius
+    return out
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _find(parent, i):
+    root = i
+    while parent[root] != root:
+        root = parent[root]
+    while parent[i] != root:  # path compression
+        nxt = parent[i]
+        parent[i] = root
+        i = nxt
+    return root
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _union(parent, a, b):
+    ra = _find(parent, a)
+    rb = _find(parent, b)
+    if ra != rb:
+        if ra < rb:
+            parent[rb] = ra
+        else:
+            parent[ra] = rb
+
+
+@numba.njit(cache=True, nogil=True)
+def remove_small(mask: np.ndarray, min_size: int, connectivity: int, open_edges: np.ndarray) -> np.ndarray:
+    """``mask`` without its connected components of fewer than ``min_size`` pixels.
+
+    Parameters
+    ----------
+    mask
+        2-D boolean array.
+    min_size
+        Components with at least this many pixels are kept.
+    connectivity
+        4 (edge neighbours) or 8 (edge and corner neighbours).
+    open_edges
+        Four booleans (top, bottom, left, right): True where the array is a
+        block cut out of a larger one on that side. A component touching an open
+        edge may continue beyond it, so it is kept whatever its size here (see
+        :func:`geoproc.morphology.remove_small_objects` for why this is exact
+        with a halo of ``min_size`` pixels).
+    """
+    h, w = mask.shape
+    n = h * w
+    flat = mask.reshape(n) if mask.flags.c_contiguous else mask.copy().reshape(n)
+    # union-find; the root of a set is its smallest index, so parent[i] <= i
+    parent = np.arange(n, dtype=np.int32)
+    for y in range(h):
+        for x in range(w):
+            i = y * w + x
+            if not flat[i]:
+                continue
+            if x > 0 and flat[i - 1]:
+                _union(parent, i, i - 1)
+            if y > 0:
+                if flat[i - w]:
+                    _union(parent, i, i - w)
+                if connectivity == 8:
+                    if x > 0 and flat[i - w - 1]:
+                        _union(parent, i, i - w - 1)
+                    if x + 1 < w and flat[i - w + 1]:
+                        _union(parent, i, i - w + 1)
+    # one forward pass resolves every root (parents come before their children)
+    size = np.zeros(n, dtype=np.int32)
+    touches = np.zeros(n, dtype=np.bool_)
+    top, bottom, left, right = open_edges[0], open_edges[1], open_edges[2], open_edges[3]
+    for y in range(h):
+        for x in range(w):
+            i = y * w + x
+            if flat[i]:
+                r = parent[parent[i]]
+                parent[i] = r
+                size[r] += 1
+                if (top and y == 0) or (bottom and y == h - 1) or (left and x == 0) or (right and x == w - 1):
+                    touches[r] = True
+    out = np.zeros((h, w), dtype=np.bool_)
+    for y in range(h):
+        for x in range(w):
+            i = y * w + x
+            if flat[i]:
+                r = parent[i]
+                out[y, x] = size[r] >= min_size or touches[r]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def majority(mask: np.ndarray, min_count: int) -> np.ndarray:
+    """True where at least ``min_count`` of the 3 x 3 pixels around (and including) a pixel are True.
+
+    Pixels outside the array count as False. ``min_count=5`` is Fmask's cloud
+    fill (Zhu & Woodcock 2012, end of section 3.1.2).
+    """
+    h, w = mask.shape
+    out = np.empty((h, w), dtype=np.bool_)
+    for y in range(h):
+        for x in range(w):
+            c = 0
+            for dy in range(-1, 2):
+                yy = y + dy
+                if yy < 0 or yy >= h:
+                    continue
+                for dx in range(-1, 2):
+                    xx = x + dx
+                    if 0 <= xx < w and mask[yy, xx]:
+                        c += 1
+            out[y, x] = c >= min_count
+    return out
