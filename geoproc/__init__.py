@@ -22,7 +22,7 @@ from .change import burn_severity, change, change_mask, otsu_threshold  # noqa: 
 from .compositing import composite  # noqa: E402
 from .errors import GeoprocError  # noqa: E402
 from .grid import GridSpec  # noqa: E402
-from .indices import index, ndvi  # noqa: E402
+from .indices import index, ndvi, register_index, spectral_indices  # noqa: E402
 from .io.stac import search  # noqa: E402
 from .io.zarr import open_result, to_zarr  # noqa: E402
 from .loader import load, read_report  # noqa: E402
@@ -43,6 +43,8 @@ __all__ = [
     "remove_small_objects",
     "ndvi",
     "index",
+    "spectral_indices",
+    "register_index",
     "composite",
     "change",
     "change_mask",

@@ -9,7 +9,7 @@ import xarray as xr
 
 from .change import burn_severity, change, change_mask, otsu_threshold
 from .compositing import composite
-from .indices import index, ndvi
+from .indices import index, ndvi, spectral_indices
 from .io.zarr import to_zarr
 from .loader import read_report
 from .masking import cloud_mask
@@ -25,6 +25,7 @@ ALIASES = {
     "remove_small_objects": remove_small_objects,
     "ndvi": ndvi,
     "index": index,
+    "spectral_indices": spectral_indices,
     "composite": composite,
     "change": change,
     "change_mask": change_mask,
