@@ -20,7 +20,9 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 from . import accessor as _accessor  # noqa: F401,E402  (registers .geoproc)
 from .change import burn_severity, change, change_mask, otsu_threshold  # noqa: E402
 from .compositing import composite  # noqa: E402
+from .enhance import adjust_gamma, clahe, equalize_hist, percentiles, rgb, stretch  # noqa: E402
 from .errors import GeoprocError  # noqa: E402
+from .filters import bilateral_filter, gaussian_filter, lee_filter, median_filter  # noqa: E402
 from .grid import GridSpec  # noqa: E402
 from .indices import index, ndvi, register_index, spectral_indices  # noqa: E402
 from .io.stac import search  # noqa: E402
@@ -28,6 +30,7 @@ from .io.zarr import open_result, to_zarr  # noqa: E402
 from .loader import load, read_report  # noqa: E402
 from .masking import cloud_mask  # noqa: E402
 from .morphology import dilate, remove_small_objects  # noqa: E402
+from .pansharpen import pansharpen  # noqa: E402
 from .planning import plan  # noqa: E402
 from .spectral_mask import spectral_classes  # noqa: E402
 from .timeseries import bfast_monitor, ccdc_breaks, harmonic_fit  # noqa: E402
@@ -45,6 +48,17 @@ __all__ = [
     "index",
     "spectral_indices",
     "register_index",
+    "median_filter",
+    "gaussian_filter",
+    "bilateral_filter",
+    "lee_filter",
+    "percentiles",
+    "stretch",
+    "adjust_gamma",
+    "equalize_hist",
+    "clahe",
+    "rgb",
+    "pansharpen",
     "composite",
     "change",
     "change_mask",

@@ -9,11 +9,14 @@ import xarray as xr
 
 from .change import burn_severity, change, change_mask, otsu_threshold
 from .compositing import composite
+from .enhance import adjust_gamma, clahe, equalize_hist, percentiles, rgb, stretch
+from .filters import bilateral_filter, gaussian_filter, lee_filter, median_filter
 from .indices import index, ndvi, spectral_indices
 from .io.zarr import to_zarr
 from .loader import read_report
 from .masking import cloud_mask
 from .morphology import dilate, remove_small_objects
+from .pansharpen import pansharpen
 from .spectral_mask import spectral_classes
 from .timeseries import bfast_monitor, ccdc_breaks, harmonic_fit
 
@@ -26,6 +29,17 @@ ALIASES = {
     "ndvi": ndvi,
     "index": index,
     "spectral_indices": spectral_indices,
+    "median_filter": median_filter,
+    "gaussian_filter": gaussian_filter,
+    "bilateral_filter": bilateral_filter,
+    "lee_filter": lee_filter,
+    "percentiles": percentiles,
+    "stretch": stretch,
+    "adjust_gamma": adjust_gamma,
+    "equalize_hist": equalize_hist,
+    "clahe": clahe,
+    "rgb": rgb,
+    "pansharpen": pansharpen,
     "composite": composite,
     "change": change,
     "change_mask": change_mask,
