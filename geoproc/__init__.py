@@ -19,7 +19,9 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 from . import accessor as _accessor  # noqa: F401,E402  (registers .geoproc)
 from .change import burn_severity, change, change_mask, otsu_threshold  # noqa: E402
+from .classify import classify  # noqa: E402
 from .compositing import composite  # noqa: E402
+from .edges import canny, sobel  # noqa: E402
 from .enhance import adjust_gamma, clahe, equalize_hist, percentiles, rgb, stretch  # noqa: E402
 from .errors import GeoprocError  # noqa: E402
 from .filters import bilateral_filter, gaussian_filter, lee_filter, median_filter  # noqa: E402
@@ -33,6 +35,7 @@ from .morphology import dilate, remove_small_objects  # noqa: E402
 from .pansharpen import pansharpen  # noqa: E402
 from .planning import plan  # noqa: E402
 from .spectral_mask import spectral_classes  # noqa: E402
+from .texture import glcm  # noqa: E402
 from .timeseries import bfast_monitor, ccdc_breaks, harmonic_fit  # noqa: E402
 
 __all__ = [
@@ -59,6 +62,10 @@ __all__ = [
     "clahe",
     "rgb",
     "pansharpen",
+    "glcm",
+    "sobel",
+    "canny",
+    "classify",
     "composite",
     "change",
     "change_mask",

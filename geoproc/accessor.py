@@ -8,7 +8,9 @@ from __future__ import annotations
 import xarray as xr
 
 from .change import burn_severity, change, change_mask, otsu_threshold
+from .classify import classify
 from .compositing import composite
+from .edges import canny, sobel
 from .enhance import adjust_gamma, clahe, equalize_hist, percentiles, rgb, stretch
 from .filters import bilateral_filter, gaussian_filter, lee_filter, median_filter
 from .indices import index, ndvi, spectral_indices
@@ -18,6 +20,7 @@ from .masking import cloud_mask
 from .morphology import dilate, remove_small_objects
 from .pansharpen import pansharpen
 from .spectral_mask import spectral_classes
+from .texture import glcm
 from .timeseries import bfast_monitor, ccdc_breaks, harmonic_fit
 
 #: accessor method name -> public function; kept in step with ``geoproc.__all__`` by a test
@@ -40,6 +43,10 @@ ALIASES = {
     "clahe": clahe,
     "rgb": rgb,
     "pansharpen": pansharpen,
+    "glcm": glcm,
+    "sobel": sobel,
+    "canny": canny,
+    "classify": classify,
     "composite": composite,
     "change": change,
     "change_mask": change_mask,
