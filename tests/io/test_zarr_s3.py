@@ -169,23 +169,28 @@ def test_sigkilled_write_resumes_and_equals_an_uninterrupted_run(s3_server, aws_
     np.testing.assert_array_equal(geoproc.open_result(url, storage_options=opts).ndvi.values, s3_writer.result().values)
 
 
-def test_write_survives_the_store_going_down_for_a_few_seconds(s3_server, url, tmp_path):
-    opts = s3_server.storage_options(retry_timeout=60)
-    log = tmp_path / "blocks.log"
+def _write_in_background(url, opts, log: Path, blocks: int):
+    """Start the slow write in a thread; return once ``blocks`` blocks are computed. Errors go to the list."""
     errors: list = []
 
     def write():
         try:
             with dask.config.set(scheduler="threads", num_workers=2):
                 geoproc.to_zarr(s3_writer.result(str(log), sleep=0.1), url, storage_options=opts)
-        except BaseException as exc:  # reported by the assertion below
+        except BaseException as exc:  # reported by the caller's assertions
             errors.append(exc)
 
     thread = threading.Thread(target=write)
     thread.start()
     deadline = time.monotonic() + 30
-    while not (log.exists() and len(log.read_text().split()) >= 4) and time.monotonic() < deadline:
+    while not (log.exists() and len(log.read_text().split()) >= blocks) and time.monotonic() < deadline:
         time.sleep(0.02)
+    return thread, errors
+
+
+def test_write_survives_the_store_going_down_for_a_few_seconds(s3_server, url, tmp_path):
+    opts = s3_server.storage_options(retry_timeout=60)
+    thread, errors = _write_in_background(url, opts, tmp_path / "blocks.log", blocks=4)
     s3_server.stop()
     time.sleep(3)
     s3_server.start()
@@ -197,20 +202,7 @@ def test_write_survives_the_store_going_down_for_a_few_seconds(s3_server, url, t
 
 def test_store_that_stays_down_gives_a_clear_error_and_keeps_the_manifest(s3_server, url, tmp_path):
     opts = s3_server.storage_options(retry_timeout=2, connect_timeout=1)
-    log = tmp_path / "blocks.log"
-    errors: list = []
-
-    def write():
-        try:
-            with dask.config.set(scheduler="threads", num_workers=2):
-                geoproc.to_zarr(s3_writer.result(str(log), sleep=0.1), url, storage_options=opts)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=write)
-    thread.start()
-    while not (log.exists() and len(log.read_text().split()) >= 6):
-        time.sleep(0.02)
+    thread, errors = _write_in_background(url, opts, tmp_path / "blocks.log", blocks=6)
     s3_server.stop()
     try:
         thread.join(120)
