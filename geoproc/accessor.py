@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import types
+
 import xarray as xr
 
 from .change import burn_severity, change, change_mask, otsu_threshold
@@ -69,9 +71,11 @@ def _alias(func):
     def method(self, *args, **kwargs):
         return func(self._obj, *args, **kwargs)
 
-    method.__name__ = func.__name__
-    method.__doc__ = func.__doc__
-    return method
+    # Built on the function's own globals, so doctest counts the alias as part of the function's module,
+    # where its examples already run with that module's names, and does not run them again here.
+    alias = types.FunctionType(method.__code__, func.__globals__, func.__name__, None, method.__closure__)
+    alias.__doc__ = func.__doc__
+    return alias
 
 
 for _name, _func in ALIASES.items():
