@@ -31,6 +31,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from ._blocks import is_dask
 from .errors import InvalidArgumentError
+from .filters import float_values
 from .kernels.edges import canny_classes, label_classes, sobel_gradient, union_roots
 
 __all__ = ["sobel", "canny", "sobel_array", "canny_array", "hysteresis_array"]
@@ -168,7 +169,7 @@ def sobel(data: xr.DataArray, *, direction: bool = True, dims: tuple[str, str] =
     0.0
     """
     img = image_layout(data, dims)
-    out = sobel_array(img.data, direction)
+    out = sobel_array(float_values(img), direction)
     lead = (slice(None),) * (img.ndim - 2)
     ds = xr.Dataset(coords=img.coords)
     ds["magnitude"] = xr.DataArray(out[(*lead, 0)], dims=img.dims, coords=img.coords)
@@ -420,7 +421,7 @@ def canny(
     if high < low:
         raise InvalidArgumentError(f"high_threshold ({high}) is below low_threshold ({low}); swap them")
     img = image_layout(data, dims)
-    edges = canny_array(img.data, float(sigma), low, high)
+    edges = canny_array(float_values(img), float(sigma), low, high)
     out = xr.DataArray(edges, dims=img.dims, coords=img.coords, name="edges")
     out.attrs = {"long_name": "Canny edges", "sigma": float(sigma), "low_threshold": low, "high_threshold": high}
     return out

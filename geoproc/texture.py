@@ -38,6 +38,7 @@ import xarray as xr
 
 from ._blocks import is_dask
 from .edges import as_float, image_layout, neighbourhood
+from .filters import float_values
 from .errors import InvalidArgumentError
 from .kernels.texture import FEATURES, MAX_LEVELS, MAX_WINDOW, glcm_features, quantize
 
@@ -225,6 +226,7 @@ def glcm(
         out.attrs = dict(data.attrs)
         return out
     img = image_layout(data, dims)
+    img = img.copy(data=float_values(img))  # stored integers decoded (scale, offset, nodata) as the loader does
     names = _feature_codes(features)
     values = glcm_array(
         img.data,

@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 from scipy import ndimage as ndi
 
+import geoproc
 from geoproc.edges import canny, sobel
 from geoproc.errors import InvalidArgumentError
 from geoproc.kernels.edges import label_classes
@@ -210,3 +211,25 @@ def test_tasks_pickle_kernels_by_reference():
     for result in (sobel(arr).magnitude, canny(arr), glcm(arr, window=3)):
         payload = cloudpickle.dumps(dict(result.data.__dask_graph__()))
         assert b"numba" not in payload
+
+
+def test_stored_integers_are_decoded_like_the_loader_does():
+    """``load(..., raw=True)`` output (uint16 with scale/offset/nodata attrs) gives the edges of the reflectance."""
+    rng = np.random.default_rng(5)
+    raw = rng.integers(1, 4000, (40, 50)).astype(np.uint16)
+    raw[10:30, 20:35] += 3000  # a bright square: edges to find
+    raw[0, :5] = 0  # nodata
+    attrs = {"scale": 1e-4, "offset": -0.1, "nodata": 0}
+    stored = xr.DataArray(raw, dims=("y", "x"), attrs=attrs)
+    decoded = raw.astype(np.float32) * np.float32(1e-4) + np.float32(-0.1)
+    decoded[raw == 0] = np.nan
+    reflectance = xr.DataArray(decoded, dims=("y", "x"))
+    xr.testing.assert_identical(geoproc.sobel(stored).drop_attrs(), geoproc.sobel(reflectance).drop_attrs())
+    np.testing.assert_array_equal(
+        geoproc.canny(stored, sigma=1, low_threshold=0.02, high_threshold=0.05).values,
+        geoproc.canny(reflectance, sigma=1, low_threshold=0.02, high_threshold=0.05).values,
+    )
+    assert geoproc.canny(reflectance, sigma=1, low_threshold=0.02, high_threshold=0.05).values.any()
+    np.testing.assert_array_equal(
+        geoproc.glcm(stored, window=5, levels=8).values, geoproc.glcm(reflectance, window=5, levels=8).values
+    )
