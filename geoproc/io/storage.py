@@ -9,9 +9,10 @@ AWS profile (``profile=`` or ``AWS_PROFILE``, read from ``~/.aws/credentials``
 and ``~/.aws/config``).
 
 Object storage is reached through obstore (Rust ``object_store``): measured
-against s3fs on the same SeaweedFS store it wrote 2-3x and read 3-4x faster
-(see ``benchmarks/bench_zarr.py``), and it retries 5xx answers, timeouts and
-dropped connections with exponential backoff within a time budget.
+against s3fs on the same SeaweedFS store (``benchmarks/bench_zarr.py``) it PUT
+1.2-1.3x and GET 2.6-2.7x faster with a fraction of the client CPU, and it
+retries 5xx answers, timeouts and dropped connections with exponential backoff
+within a time budget.
 
 Credentials never leave this module in text: :class:`S3Options` hides them
 from ``repr``, and :func:`redact` strips them from error messages.
