@@ -14,6 +14,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._unionfind import find, union
+
 __all__ = ["sobel_gradient", "canny_classes", "label_classes", "union_roots"]
 
 
@@ -245,28 +247,6 @@ def canny_classes(
 
 
 @numba.njit(cache=True, nogil=True)
-def _find(parent, i):
-    root = i
-    while parent[root] != root:
-        root = parent[root]
-    while parent[i] != root:  # path compression
-        nxt = parent[i]
-        parent[i] = root
-        i = nxt
-    return root
-
-
-@numba.njit(cache=True, nogil=True)
-def _union(parent, a, b):
-    ra = _find(parent, a)
-    rb = _find(parent, b)
-    if ra < rb:
-        parent[rb] = ra
-    elif rb < ra:
-        parent[ra] = rb
-
-
-@numba.njit(cache=True, nogil=True)
 def label_classes(classes: np.ndarray) -> np.ndarray:
     """8-connected components of the non-zero pixels of a uint8 2-D array.
 
@@ -295,7 +275,7 @@ def label_classes(classes: np.ndarray) -> np.ndarray:
                 if cur == 0:
                     cur = nb
                 else:
-                    _union(parent, cur, nb)
+                    union(parent, cur, nb)
             if cur == 0:
                 n += 1
                 if n >= parent.shape[0]:
@@ -309,7 +289,7 @@ def label_classes(classes: np.ndarray) -> np.ndarray:
     final = np.zeros(n + 1, dtype=np.int32)
     m = 0
     for i in range(1, n + 1):
-        root = _find(parent, i)
+        root = find(parent, i)
         if final[root] == 0:
             m += 1
             final[root] = m
@@ -333,13 +313,13 @@ def union_roots(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Root (smallest member) of each of ``n`` ids after joining ``a[k]`` with ``b[k]`` for every k."""
     parent = np.arange(n).astype(np.int64)
     for k in range(a.shape[0]):
-        ra = _find(parent, a[k])
-        rb = _find(parent, b[k])
+        ra = find(parent, a[k])
+        rb = find(parent, b[k])
         if ra < rb:
             parent[rb] = ra
         elif rb < ra:
             parent[ra] = rb
     roots = np.empty(n, dtype=np.int64)
     for i in range(n):
-        roots[i] = _find(parent, i)
+        roots[i] = find(parent, i)
     return roots

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ._unionfind import find, union
+
 __all__ = ["squared_distance", "dilate_disk", "dilate_square", "remove_small", "majority"]
 
 _INF = np.int64(1) << np.int64(60)
@@ -130,29 +132,6 @@ def dilate_square(mask: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _find(parent, i):
-    root = i
-    while parent[root] != root:
-        root = parent[root]
-    while parent[i] != root:  # path compression
-        nxt = parent[i]
-        parent[i] = root
-        i = nxt
-    return root
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _union(parent, a, b):
-    ra = _find(parent, a)
-    rb = _find(parent, b)
-    if ra != rb:
-        if ra < rb:
-            parent[rb] = ra
-        else:
-            parent[ra] = rb
-
-
 @numba.njit(cache=True, nogil=True)
 def remove_small(mask: np.ndarray, min_size: int, connectivity: int, open_edges: np.ndarray) -> np.ndarray:
     """``mask`` without its connected components of fewer than ``min_size`` pixels.
@@ -183,15 +162,15 @@ def remove_small(mask: np.ndarray, min_size: int, connectivity: int, open_edges:
             if not flat[i]:
                 continue
             if x > 0 and flat[i - 1]:
-                _union(parent, i, i - 1)
+                union(parent, i, i - 1)
             if y > 0:
                 if flat[i - w]:
-                    _union(parent, i, i - w)
+                    union(parent, i, i - w)
                 if connectivity == 8:
                     if x > 0 and flat[i - w - 1]:
-                        _union(parent, i, i - w - 1)
+                        union(parent, i, i - w - 1)
                     if x + 1 < w and flat[i - w + 1]:
-                        _union(parent, i, i - w + 1)
+                        union(parent, i, i - w + 1)
     # one forward pass resolves every root (parents come before their children)
     size = np.zeros(n, dtype=np.int32)
     touches = np.zeros(n, dtype=np.bool_)
