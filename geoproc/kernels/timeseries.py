@@ -119,6 +119,31 @@ def _residuals(design, y, ti, m, beta, resid):
         resid[q] = y[q] - pred
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fit_history(design, y, ti, m, stop, min_obs, h, xtx, xty, beta, resid):
+    """Fit the history of one series and compute its residuals: ``(n, sigma, reason)``.
+
+    ``n`` history observations, ``sigma = sqrt(RSS / (n - p))`` (NaN unless the
+    reason is :data:`REASON_OK`). Too little history (``n <= p``, ``n < min_obs``,
+    or, for ``h > 0``, a MOSUM window ``floor(h * n) <= 1``) comes first, then a
+    singular fit, then no monitoring observation. ``resid`` holds the ``m``
+    residuals when the reason is :data:`REASON_OK`.
+    """
+    p = design.shape[1]
+    n, ok = _fit(design, y, ti, m, stop, xtx, xty, beta)
+    if n <= p or n < min_obs or (h > 0.0 and int(math.floor(h * n)) <= 1):
+        return n, np.nan, REASON_FEW_HISTORY
+    if not ok:
+        return n, np.nan, REASON_SINGULAR
+    if m == n:
+        return n, np.nan, REASON_NO_MONITORING
+    _residuals(design, y, ti, m, beta, resid)
+    rss = 0.0
+    for q in range(n):
+        rss += resid[q] * resid[q]
+    return n, math.sqrt(rss / (n - p)), REASON_OK
+
+
 @numba.njit(cache=True, nogil=True)
 def harmonic_fit(
     values: np.ndarray, invalid: np.ndarray, design: np.ndarray, start: int, stop: int, min_obs: int
@@ -223,23 +248,12 @@ def bfast_monitor(
         for j in range(width):
             px = s0 + j
             m = counts[j]
-            n, ok = _fit(design, tile[j], tidx[j], m, mon_start, xtx, xty, beta)
+            n, sigma, reason = _fit_history(design, tile[j], tidx[j], m, mon_start, min_obs, h, xtx, xty, beta, resid)
             out[3, px] = n
+            if reason != REASON_OK:
+                out[2, px] = reason
+                continue
             window = int(math.floor(h * n))
-            if n <= p or window <= 1 or n < min_obs:
-                out[2, px] = REASON_FEW_HISTORY
-                continue
-            if not ok:
-                out[2, px] = REASON_SINGULAR
-                continue
-            if m == n:
-                out[2, px] = REASON_NO_MONITORING
-                continue
-            _residuals(design, tile[j], tidx[j], m, beta, resid)
-            rss = 0.0
-            for q in range(n):
-                rss += resid[q] * resid[q]
-            sigma = math.sqrt(rss / (n - p))
             out[4, px] = sigma
             if not sigma > 0.0:
                 out[2, px] = REASON_SINGULAR
@@ -308,22 +322,11 @@ def ccdc_breaks(
         for j in range(width):
             px = s0 + j
             m = counts[j]
-            n, ok = _fit(design, tile[j], tidx[j], m, mon_start, xtx, xty, beta)
+            n, rmse, reason = _fit_history(design, tile[j], tidx[j], m, mon_start, min_obs, 0.0, xtx, xty, beta, resid)
             out[3, px] = n
-            if n <= p or n < min_obs:
-                out[2, px] = REASON_FEW_HISTORY
+            if reason != REASON_OK:
+                out[2, px] = reason
                 continue
-            if not ok:
-                out[2, px] = REASON_SINGULAR
-                continue
-            if m == n:
-                out[2, px] = REASON_NO_MONITORING
-                continue
-            _residuals(design, tile[j], tidx[j], m, beta, resid)
-            rss = 0.0
-            for q in range(n):
-                rss += resid[q] * resid[q]
-            rmse = math.sqrt(rss / (n - p))
             out[4, px] = rmse
             out[2, px] = REASON_OK
             limit = threshold * rmse
