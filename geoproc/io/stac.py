@@ -373,7 +373,7 @@ def _open_error(href: str, exc: Exception) -> GeoprocError:
     if isinstance(exc, ImportError):
         return CatalogError(
             f"cannot open {href}: {shorten(str(exc), 120)}; install the fsspec file system for "
-            f"{urlparse(href).scheme}:// URLs (s3fs for s3://, gcsfs for gs://, adlfs for az://)"
+            f"{urlparse(href).scheme}:// URLs (gcsfs for gs://, adlfs for az://)"
         )
     return CatalogError(f"cannot open a STAC catalog or API at {href}: {type(exc).__name__}: {shorten(str(exc), 200)}. {what}")
 

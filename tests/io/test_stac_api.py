@@ -329,16 +329,17 @@ def test_static_collection_over_http(archive, web):
     assert items[0].assets["B04"].get_absolute_href().startswith(web[0])
 
 
-def test_s3_without_s3fs_says_what_to_install():
+def test_fsspec_scheme_without_its_implementation_says_what_to_install():
+    """URLs other than http(s) and s3 (which obstore reads) go through fsspec: a missing implementation is named."""
     pytest.importorskip("fsspec")
     try:
-        import s3fs  # noqa: F401
+        import gcsfs  # noqa: F401
     except ImportError:
         pass
     else:
-        pytest.skip("s3fs is installed: this test would contact S3")
-    with pytest.raises(CatalogError, match=r"s3fs") as exc:
-        geoproc.search("s3://geoproc-no-such-bucket/catalog.json")
+        pytest.skip("gcsfs is installed: this test would contact Google Cloud Storage")
+    with pytest.raises(CatalogError, match=r"gcsfs") as exc:
+        geoproc.search("gs://geoproc-no-such-bucket/catalog.json")
     _one_line(exc)
 
 
