@@ -83,7 +83,6 @@ def _tests(b, g, r, n8, s1, s2, ci, use_cirrus, t):
     return np.uint8(NODATA) if missing else np.uint8(f), missing
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
 def fmask_tests(blue, green, red, nir, swir16, swir22, cirrus, decode, thr, use_cirrus):
     """Per-pixel Fmask tests on 1-D band arrays (any numeric dtype; raw integers are decoded).
 
@@ -113,9 +112,19 @@ def fmask_tests(blue, green, red, nir, swir16, swir22, cirrus, decode, thr, use_
         0..32767 (reflectance up to 3.2767; 0 where missing).
     """
     n = blue.shape[0]
+    # allocated by numpy, not in the kernel: numpy asks for huge pages for large arrays, numba's allocator gets
+    # 4 KiB pages that each fault on first write, which cost more than the tests on a 4096 x 4096 px scene
     flags = np.empty(n, dtype=np.uint8)
     nir_q = np.empty(n, dtype=np.int16)
     s1_q = np.empty(n, dtype=np.int16)
+    _fmask_tests_into(blue, green, red, nir, swir16, swir22, cirrus, decode, thr, use_cirrus, flags, nir_q, s1_q)
+    return flags, nir_q, s1_q
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _fmask_tests_into(blue, green, red, nir, swir16, swir22, cirrus, decode, thr, use_cirrus, flags, nir_q, s1_q):
+    """:func:`fmask_tests` writing into ``flags``, ``nir_q`` and ``s1_q`` (1-D, as long as the bands)."""
+    n = blue.shape[0]
     # parameters as scalars (tuples), not arrays: loads from an array that might alias the outputs
     # would be repeated every iteration and keep the loop from vectorising
     f32 = np.float32
@@ -155,7 +164,6 @@ def fmask_tests(blue, green, red, nir, swir16, swir22, cirrus, decode, thr, use_
             flags[i] = f
             nir_q[i] = np.int16(min(np.floor((zero if missing else n8) * quant + half), top))
             s1_q[i] = np.int16(min(np.floor((zero if missing else s1) * quant + half), top))
-    return flags, nir_q, s1_q
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
