@@ -26,6 +26,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from ..errors import InvalidArgumentError, OutputError
@@ -229,13 +230,26 @@ def redact(text: str, options: S3Options | None) -> str:
 
 def object_store(location: Location, options: S3Options | None = None, *, prefix: str | None = None):
     """An obstore store rooted at ``location`` (or at ``prefix`` inside its bucket / filesystem)."""
-    from obstore.store import LocalStore, S3Store
+    from obstore.store import LocalStore
 
     root = location.path if prefix is None else prefix
     if location.is_local:
         os.makedirs(root, exist_ok=True)
         return LocalStore(os.path.abspath(root))
-    opts = options or s3_options()
+    return _s3_store(location.bucket, root or None, options or s3_options())
+
+
+@lru_cache(maxsize=64)
+def _s3_store(bucket: str, prefix: str | None, opts: S3Options):
+    """An S3Store, one per bucket, prefix and settings in a process.
+
+    Creating one builds an HTTP client (3-4 ms); a write opens the same few
+    stores several times, and every Dask task of a job runs in a process that
+    has opened them already. Stores are thread-safe. The settings, credentials
+    included, are part of the key: new credentials get a new store.
+    """
+    from obstore.store import S3Store
+
     config: dict[str, Any] = {"region": opts.region}
     if opts.endpoint_url:
         config["endpoint"] = opts.endpoint_url
@@ -256,7 +270,7 @@ def object_store(location: Location, options: S3Options | None = None, *, prefix
         "retry_timeout": dt.timedelta(seconds=opts.retry_timeout),
         "backoff": {"init_backoff": dt.timedelta(milliseconds=200), "max_backoff": dt.timedelta(seconds=10), "base": 2},
     }
-    return S3Store(location.bucket, prefix=root or None, config=config, client_options=client, retry_config=retry)
+    return S3Store(bucket, prefix=prefix, config=config, client_options=client, retry_config=retry)
 
 
 def zarr_store(location: Location, options: S3Options | None = None):

@@ -626,8 +626,10 @@ def to_zarr(
     token = uuid.uuid4().hex
     for name, var in ds.data_vars.items():
         output = _Output(target.loc, target.manifest_loc, target.opts, name, token)
+        # name and meta given: dask would otherwise tokenize the arguments and call the function on an empty block
         written = da.map_blocks(
             _write_block, var.data, dtype=bool, chunks=tuple((1,) * n for n in var.data.numblocks),
+            meta=np.empty((0,) * var.ndim, dtype=bool), name=f"geoproc-write-{name}-{token}",
             store=output, offsets=offsets[name], url=target.url,
         )
         writes.append((name, written, var.data.chunks))
