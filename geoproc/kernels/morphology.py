@@ -150,47 +150,72 @@ def remove_small(mask: np.ndarray, min_size: int, connectivity: int, open_edges:
         edge may continue beyond it, so it is kept whatever its size here (see
         :func:`geoproc.morphology.remove_small_objects` for why this is exact
         with a halo of ``min_size`` pixels).
+
+    Works on runs of True pixels along rows rather than on pixels: a union-find
+    over the runs (a run joins the runs above it that it touches), then sizes
+    per component. A random mask of 45% True has ~4 pixels per run, so this
+    does a quarter of the unions a per-pixel labelling does, and no per-pixel
+    work on background.
     """
     h, w = mask.shape
-    n = h * w
-    flat = mask.reshape(n) if mask.flags.c_contiguous else mask.copy().reshape(n)
-    # union-find; the root of a set is its smallest index, so parent[i] <= i
-    parent = np.arange(n, dtype=np.int32)
+    # 1. the runs of True pixels, row by row (start inclusive, end exclusive)
+    n_runs = 0
     for y in range(h):
+        prev = False
         for x in range(w):
-            i = y * w + x
-            if not flat[i]:
-                continue
-            if x > 0 and flat[i - 1]:
-                union(parent, i, i - 1)
-            if y > 0:
-                if flat[i - w]:
-                    union(parent, i, i - w)
-                if connectivity == 8:
-                    if x > 0 and flat[i - w - 1]:
-                        union(parent, i, i - w - 1)
-                    if x + 1 < w and flat[i - w + 1]:
-                        union(parent, i, i - w + 1)
-    # one forward pass resolves every root (parents come before their children)
-    size = np.zeros(n, dtype=np.int32)
-    touches = np.zeros(n, dtype=np.bool_)
+            v = mask[y, x]
+            n_runs += v and not prev
+            prev = v
+    # branch-free (a random mask would mispredict every other branch): each pixel stores its column as the next
+    # start and as the next end, and only a start or an end moves the count on; one spare slot takes the extra stores
+    start = np.empty(n_runs + 1, dtype=np.int32)
+    end = np.empty(n_runs + 1, dtype=np.int32)
+    first = np.empty(h + 1, dtype=np.int64)  # runs of row y: first[y] .. first[y + 1]
+    r = 0
+    for y in range(h):
+        first[y] = r
+        r_end = r
+        prev = False
+        for x in range(w):
+            v = mask[y, x]
+            start[r] = x
+            r += v and not prev
+            end[r_end] = x
+            r_end += prev and not v
+            prev = v
+        end[r_end] = w  # a run reaching the last column (else overwritten by the next row's runs)
+    first[h] = r
+    # 2. union each run with the runs of the row above that touch it (diagonally too for 8-connectivity)
+    d = 1 if connectivity == 8 else 0
+    parent = np.arange(n_runs, dtype=np.int32)
+    for y in range(1, h):
+        p, p_end = first[y - 1], first[y]
+        for q in range(first[y], first[y + 1]):
+            lo, hi = start[q] - d, end[q] + d  # a run above touches q if it overlaps [lo, hi)
+            while p < p_end and end[p] <= lo:
+                p += 1
+            k = p
+            while k < p_end and start[k] < hi:
+                union(parent, q, k)
+                k += 1
+            # the last run above that touched q may touch the next run of this row too: p stays on it
+    # 3. component sizes, and components that may continue past an open edge
+    size = np.zeros(n_runs, dtype=np.int64)
     top, bottom, left, right = open_edges[0], open_edges[1], open_edges[2], open_edges[3]
+    keep_all = np.zeros(n_runs, dtype=np.bool_)
     for y in range(h):
-        for x in range(w):
-            i = y * w + x
-            if flat[i]:
-                r = parent[parent[i]]
-                parent[i] = r
-                size[r] += 1
-                if (top and y == 0) or (bottom and y == h - 1) or (left and x == 0) or (right and x == w - 1):
-                    touches[r] = True
+        for q in range(first[y], first[y + 1]):
+            root = find(parent, q)
+            size[root] += end[q] - start[q]
+            if (top and y == 0) or (bottom and y == h - 1) or (left and start[q] == 0) or (right and end[q] == w):
+                keep_all[root] = True
     out = np.zeros((h, w), dtype=np.bool_)
     for y in range(h):
-        for x in range(w):
-            i = y * w + x
-            if flat[i]:
-                r = parent[i]
-                out[y, x] = size[r] >= min_size or touches[r]
+        for q in range(first[y], first[y + 1]):
+            root = find(parent, q)
+            if size[root] >= min_size or keep_all[root]:
+                for x in range(start[q], end[q]):
+                    out[y, x] = True
     return out
 
 
