@@ -11,8 +11,10 @@ How a write goes:
 3. **Regions**: one dask task per compute chunk writes the Zarr chunks of its
    region (chunks are aligned with the compute chunks, so no two tasks ever
    write one Zarr chunk), then records the region as done with one atomic PUT
-   of an empty marker object in the manifest (``<store>.geoproc/done/``).
-   Regions already marked done are not computed again.
+   of an empty marker object in the manifest (``<store>.geoproc/done/<write>/``,
+   where ``<write>`` numbers the writes to the store: 1 for the first, one more
+   for each append). Regions that the write being finished already marked done
+   are not computed again.
 4. **Finish**: consolidated metadata, the manifest's ``status`` set to
    ``complete``, and a STAC Item describing the output beside the store
    (``<store>.stac-item.json``).
@@ -108,14 +110,16 @@ class _Target:
 
         obstore.put(self.manifest_store(), _MANIFEST, json.dumps(manifest, indent=1).encode())
 
-    def done_regions(self) -> set[str]:
+    def done_regions(self, write: int) -> set[str]:
+        """The regions that write number ``write`` recorded as written (its markers)."""
         import obstore
 
-        if self.loc.is_local and not os.path.isdir(os.path.join(self.manifest_loc.path, "done")):
+        folder = f"done/{write}"
+        if self.loc.is_local and not os.path.isdir(os.path.join(self.manifest_loc.path, folder)):
             return set()
         found = set()
-        for page in obstore.list(self.manifest_store(), "done"):
-            found.update(entry["path"].split("done/", 1)[1] for entry in page)
+        for page in obstore.list(self.manifest_store(), folder + "/"):
+            found.update(entry["path"].split(folder + "/", 1)[1] for entry in page)
         return found
 
     def store_exists(self) -> bool:
@@ -381,6 +385,7 @@ class _Output:
     opts: S3Options | None
     variable: str
     token: str  # one per to_zarr call: a later write to the same URL never reuses an array opened for this one
+    write: int  # the write's number in the manifest: its markers go to done/<write>/
 
     def open(self):
         return _open_output(self)
@@ -412,7 +417,7 @@ def _write_block(block: np.ndarray, store: _Output, offsets: tuple[int, ...], ur
     while True:
         try:
             target[region] = values
-            obstore.put(markers, "done/" + _region_key(variable, starts), b"")
+            obstore.put(markers, f"done/{store.write}/" + _region_key(variable, starts), b"")
             break
         except Exception as exc:
             if _transient(exc) and time.monotonic() + pause < deadline:
@@ -576,20 +581,24 @@ def to_zarr(
 
     # 2. template (or what to skip)
     write_template = not exists
+    write = 1  # the write's number: an append adds one, a resume keeps the number of the write it finishes
     if exists and how == "resume":
         if append_dim in ds.dims and existing.sizes.get(append_dim) != ds.sizes[append_dim]:
             raise OutputError(
                 f"output {target.url} has {existing.sizes.get(append_dim)} steps along {append_dim!r}, this result "
                 f"{ds.sizes[append_dim]}; resume only finishes the same result (mode='a' appends new dates)"
             )
-        done = target.done_regions()
+        write = manifest.get("write", 1) if manifest else 1
+        done = target.done_regions(write)
     elif exists and how == "append":
         start, resuming = _append_start(target, ds, existing, append_dim)
         for name, var in ds.data_vars.items():
             offsets[name] = tuple(start if d == append_dim else 0 for d in var.dims)
         if resuming:
-            done = target.done_regions()
+            write = manifest.get("write", 1) if manifest else 1
+            done = target.done_regions(write)
         else:
+            write = manifest.get("write", 0) + 1 if manifest else 1
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", category=UserWarning)
@@ -614,6 +623,7 @@ def to_zarr(
         "status": "writing",
         "store": target.url,
         "mode": how,
+        "write": write,
         "regions_total": total,
         "started": _now(),
         "chunks": {name: list(c["chunks"]) for name, c in chunking.items()},
@@ -625,7 +635,7 @@ def to_zarr(
     writes = []
     token = uuid.uuid4().hex
     for name, var in ds.data_vars.items():
-        output = _Output(target.loc, target.manifest_loc, target.opts, name, token)
+        output = _Output(target.loc, target.manifest_loc, target.opts, name, token, write)
         # name and meta given: dask would otherwise tokenize the arguments and call the function on an empty block
         written = da.map_blocks(
             _write_block, var.data, dtype=bool, chunks=tuple((1,) * n for n in var.data.numblocks),
@@ -681,7 +691,7 @@ def output_status(url: str | os.PathLike, *, storage_options: Mapping[str, Any] 
     manifest = target.read_manifest()
     if manifest is None:
         raise OutputError(f"no geoproc manifest beside {target.url}; it was not written by geoproc.to_zarr")
-    manifest["regions_done"] = len(target.done_regions())
+    manifest["regions_done"] = len(target.done_regions(manifest.get("write", 1)))
     return manifest
 
 
@@ -705,7 +715,7 @@ def open_result(url: str | os.PathLike, *, storage_options: Mapping[str, Any] | 
         raise OutputError(f"no Zarr store at {target.url}; check the URL")
     manifest = target.read_manifest()
     if manifest is not None and manifest.get("status") != "complete":
-        done = len(target.done_regions())
+        done = len(target.done_regions(manifest.get("write", 1)))
         raise OutputError(
             f"the write of {target.url} is unfinished ({done} of {manifest.get('regions_total')} regions written); "
             "rerun the job with mode='resume' (CLI: --resume) to finish it"

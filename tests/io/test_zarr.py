@@ -186,11 +186,17 @@ def test_append_adds_dates_and_resumes_an_interrupted_append(tmp_path):
     broken = _failing_after(second, 2, "interrupted", failed)
     with dask.config.set(scheduler="synchronous"), pytest.raises(RuntimeError, match="interrupted"):
         geoproc.to_zarr(broken, target, mode="a")
+    status = output_status(target)  # counts this append's regions, not the first write's
+    assert (status["write"], status["regions_done"], status["regions_total"]) == (2, 2, 4)
+    with pytest.raises(OutputError, match=r"\(2 of 4 regions written\)"):
+        geoproc.open_result(target)
     computed: list = []
     with dask.config.set(scheduler="synchronous"):
         geoproc.to_zarr(_counting(second, computed), target, mode="a")  # same dates again: resumes the append
     # 2 of the 4 new regions were written before the failure: the other 2 (the failed one among them) are computed
     assert len(computed) == 2 and failed[0] in computed
+    status = output_status(target)
+    assert (status["status"], status["write"], status["regions_done"], status["regions_total"]) == ("complete", 2, 4, 4)
     got = geoproc.open_result(target)
     np.testing.assert_array_equal(got.time.values, np.concatenate([first.time.values, second.time.values]))
     np.testing.assert_array_equal(got.ndvi.values, np.concatenate([first.values, second.values]))
