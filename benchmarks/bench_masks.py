@@ -21,10 +21,11 @@ people's load (the load average is printed with the results):
   it against). Twice: as the process starts, and after telling glibc
   (``mallopt``) to keep freed memory. By default glibc returns large freed
   arrays to the operating system and every new one arrives as fresh pages that
-  the system zero-fills on first touch; for this kernel (1 read of 24 bytes and
-  1 write of 5 bytes per pixel) that costs more than the tests themselves. The
-  second row is what the kernel does; the first, what a call costs in a fresh
-  process. The rows after it run with memory kept.
+  the system zero-fills on first touch. The kernel's outputs are allocated by
+  numpy, which asks for transparent huge pages for large arrays, so that costs
+  ~3 ms per 64 MiB; allocated inside the kernel by numba (4 KiB pages) they
+  cost ~28 ms per 64 MiB, more than the tests (114 ms in all, before the
+  change). The rows after these run with memory kept.
 * **Whole spectral classification** (pixel tests + 3 x 3 fill + shadow
   darkness against a 500 m background + shadow zone within 2 km of clouds, or
   projected along the sun for 200-6,000 m high clouds at 45 degrees) on one
@@ -251,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         "copying as many bytes as the kernel reads, between existing arrays; inputs of 16-32 MiB partly stay in "
         "the CPU caches there, so the last column also compares with a 64 MiB copy (the memory bandwidth, as "
         "bench_kernels.py measures it). From the row 'memory kept by malloc' on, glibc keeps freed memory "
-        "(mallopt) instead of handing every large new array fresh zero-filled pages: before it, the Fmask row "
-        "mostly measures page faults (see the script's docstring).\n\n" + table
+        "(mallopt) instead of handing every large new array fresh zero-filled pages (the row before it pays for "
+        "them; see the script's docstring).\n\n" + table
     )
     print(table)
     if not (args.no_save or args.quick):
