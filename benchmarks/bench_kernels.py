@@ -148,13 +148,13 @@ def kernel_only(ds: xr.Dataset, names: tuple[str, ...]) -> Callable[[], None]:
     out = np.empty((len(names), flat[0].size), np.float32)
     calls, row = [], 0
     for prog, inputs, constants in steps:
-        args = [x for i in inputs for x in (flat[i], *decodes[i])]
+        args = [x for i in inputs for x in (flat[i], flat[i].size, *decodes[i])]
         calls.append((_formula.compiled(prog), out[row : row + len(prog.outputs)], args, constants))
         row += len(prog.outputs)
 
     def run() -> None:
         for kernel, rows, args, constants in calls:
-            kernel(rows, *args, *constants)
+            kernel(rows, rows.shape[1], *args, *constants)
 
     return run
 

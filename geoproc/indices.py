@@ -389,22 +389,51 @@ def _typed_nodata(dtype: np.dtype, nodata: float):
     return np.float64(nodata)
 
 
+def _rows(block: np.ndarray) -> tuple[np.ndarray, int]:
+    """``block`` as rows of its last axis for the kernels: a 1-D unit-stride span of memory and its row stride.
+
+    A C-contiguous block is one row. A view whose rows are cut from wider ones
+    (a slice of an in-memory array, as ``DataArray.chunk()`` makes) is passed as
+    the memory from its first to its last element, read row by row by the
+    kernel: no copy. Anything else (reversed or strided columns) is copied.
+    """
+    if block.dtype == np.float16:
+        block = block.astype(np.float32)
+    natural = block.shape[-1] if block.ndim else 1  # the row stride of a C-contiguous block
+    if block.flags.c_contiguous:
+        return block.reshape(-1), natural
+    item = block.itemsize
+    single = tuple(k for k in range(block.ndim - 1) if block.shape[k] == 1)  # their strides mean nothing
+    core = block.squeeze(axis=single) if single else block
+    shape, strides = core.shape, core.strides
+    # rows of the last axis, each one unit-stride, evenly spaced (leading axes collapse into one row axis)
+    if (
+        core.ndim >= 2 and strides[-1] == item and strides[-2] > 0 and strides[-2] % item == 0
+        and all(strides[k] == shape[k + 1] * strides[k + 1] for k in range(core.ndim - 2))
+    ):  # fmt: skip
+        step = strides[-2] // item
+        span = (core.size // shape[-1] - 1) * step + shape[-1]
+        return np.lib.stride_tricks.as_strided(core, (span,), (item,), writeable=core.flags.writeable), step
+    return np.ascontiguousarray(block).reshape(-1), natural
+
+
 def _index_block(steps: tuple[Step, ...], decodes: tuple, squeeze: bool, *blocks: np.ndarray) -> np.ndarray:
     shape = blocks[0].shape
-    flat = []
-    for block in blocks:
-        block = np.ascontiguousarray(block, dtype=np.float32 if block.dtype == np.float16 else None)
-        flat.append(block.reshape(-1))
+    n_out = sum(len(prog.outputs) for prog, _, _ in steps)
+    width = shape[-1] if len(shape) else 1
     # allocated by numpy (huge pages for large arrays) rather than in the kernel, where numba's allocator costs a
     # page fault per 4 KiB: that alone made the kernel several times slower on 4096 x 4096 px
-    n_out = sum(len(prog.outputs) for prog, _, _ in steps)
-    out = np.empty((n_out, flat[0].size), dtype=np.float32)
-    row = 0
-    decodes = [(s, o, _typed_nodata(arr.dtype, nodata)) for arr, (s, o, nodata) in zip(flat, decodes, strict=True)]
-    for prog, inputs, constants in steps:
-        args = [x for i in inputs for x in (flat[i], *decodes[i])]
-        _formula.compiled(prog)(out[row : row + len(prog.outputs)], *args, *constants)
-        row += len(prog.outputs)
+    out = np.empty((n_out, math.prod(shape)), dtype=np.float32)
+    if out.size:
+        spans = [_rows(block) for block in blocks]
+        if all(span.size == out.shape[1] for span, _ in spans):  # all contiguous: one long row (row 0 only)
+            width = out.shape[1]
+        decodes = [(s, o, _typed_nodata(span.dtype, nodata)) for (span, _), (s, o, nodata) in zip(spans, decodes, strict=True)]
+        row = 0
+        for prog, inputs, constants in steps:
+            args = [x for i in inputs for x in (*spans[i], *decodes[i])]
+            _formula.compiled(prog)(out[row : row + len(prog.outputs)], width, *args, *constants)
+            row += len(prog.outputs)
     return out[0].reshape(shape) if squeeze else out.reshape((n_out, *shape))
 
 

@@ -168,6 +168,38 @@ def test_numpy_and_dask_input_give_identical_results_for_any_chunking():
     np.testing.assert_array_equal(index(mixed, "EVI").values, ref["EVI"].values)
 
 
+def test_views_and_copies_of_bands_give_the_same_bits_as_contiguous_bands():
+    """Slices of in-memory arrays (what ``.chunk()`` and ``isel`` hand the kernels) are read row by row, not copied."""
+    from geoproc.indices import _rows
+
+    ds = cube((3, 41, 57))
+    ds["red"] = ds.red.where(rng.random(ds.red.shape) > 0.05)
+    ref = spectral_indices(ds, SOME)
+    cut = {"y": slice(5, 37), "x": slice(3, 50)}
+    views = ds.isel(cut)  # numpy-backed views: rows of 47 of 57 px
+    assert not views.nir.values.flags.c_contiguous
+    got = spectral_indices(views, SOME)
+    for name in SOME:
+        np.testing.assert_array_equal(got[name].values, ref[name].isel(cut).values, err_msg=name)
+    # 2-D and 3-D views, a reversed band (copied), views next to contiguous bands, on dask chunks of views
+    reversed_red = np.ascontiguousarray(ds.red.values[..., ::-1])[..., ::-1]  # same values, negative x stride
+    mixed = ds.assign(red=ds.red.copy(data=reversed_red))
+    for data, chunks in ((ds, {"time": 1, "y": 16, "x": 20}), (mixed, {"time": -1, "y": -1, "x": 25}),
+                         (ds.isel(time=0), {"y": 9, "x": 31})):  # fmt: skip
+        lazy = spectral_indices(data.chunk(chunks), SOME)
+        for name in SOME:
+            expected = ref[name].isel(time=0) if "time" not in data.dims else ref[name]
+            np.testing.assert_array_equal(lazy[name].values, expected.values, err_msg=f"{name} {chunks}")
+    # the kernels' view of a block: no copy of a row-strided slice, a copy of a reversed one
+    band = ds.nir.values
+    for view, copied in ((band[0, 5:30, 3:50], False), (band[:, 5:30, :], True), (band[:, :, 3:50], False),
+                         (band[1:2, 5:30, 3:50], False), (band[0, ::-1, :], True), (band[0, :, ::2], True)):  # fmt: skip
+        span, step = _rows(view)
+        assert np.shares_memory(span, view) != copied, view.strides
+        rows = span if copied else np.lib.stride_tricks.as_strided(span, (view.size // view.shape[-1], view.shape[-1]), (step * 4, 4))
+        np.testing.assert_array_equal(rows.reshape(view.shape), view)
+
+
 def test_raw_uint16_with_scale_offset_nodata_equals_floats_decoded_by_numpy():
     shape = (2, 25, 30)
     attrs = {"scale": SCALE, "offset": OFFSET, "nodata": 0}

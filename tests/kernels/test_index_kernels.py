@@ -24,9 +24,10 @@ def run(formulas, inputs, arrays, decodes=None, constants=None):
     consts = [[n for n in p.names if n not in inputs] for p in parsed]
     prog = _formula.program(parsed, inputs, consts)
     out = np.full((len(formulas), arrays[0].size), -999.0, np.float32)
-    args = [x for arr, dec in zip(arrays, decodes or [NO_DECODE] * len(arrays)) for x in (arr, *dec)]
+    width = max(arrays[0].size, 1)  # one row of all the pixels
+    args = [x for arr, dec in zip(arrays, decodes or [NO_DECODE] * len(arrays)) for x in (arr, width, *dec)]
     values = [(constants or {})[n] for names in consts for n in names]
-    _formula.compiled(prog)(out, *args, *values)
+    _formula.compiled(prog)(out, width, *args, *values)
     return out, prog
 
 
@@ -115,7 +116,7 @@ def test_several_formulas_in_one_kernel_and_any_length(n_outputs, size):
     if size:
         x["B"][0] = np.nan
     got, prog = run(formulas, ["N", "R", "B"], [x["N"], x["R"], x["B"]])
-    assert prog.source.count("for i in range(") == 1
+    assert prog.source.count("for c in range(width)") == 1  # one pass over the pixels for all the formulas
     for j, formula in enumerate(formulas):
         np.testing.assert_array_equal(got[j], reference(formula, x))
 
@@ -189,7 +190,7 @@ def test_generated_module_is_cached_on_disk_and_reused_by_a_new_process(tmp_path
         f"prog = _formula.program([_formula.parse({formula!r})], ['N', 'R'], [[]])\n"
         "k = _formula.compiled(prog)\n"
         "x = np.ones(10, np.float32)\n"
-        "k(np.empty((1, 10), np.float32), x, 1.0, 0.0, np.nan, x, 1.0, 0.0, np.nan)\n"
+        "k(np.empty((1, 10), np.float32), 10, x, 10, 1.0, 0.0, np.nan, x, 10, 1.0, 0.0, np.nan)\n"
         "print(sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))\n"
     )
     env = {**os.environ, "GEOPROC_KERNEL_CACHE": str(tmp_path)}
