@@ -110,16 +110,17 @@ class _Target:
 
         obstore.put(self.manifest_store(), _MANIFEST, json.dumps(manifest, indent=1).encode())
 
-    def done_regions(self, write: int) -> set[str]:
-        """The regions that write number ``write`` recorded as written (its markers)."""
+    def done_regions(self, write: int | None = None) -> set[str]:
+        """The regions recorded as written (their markers): by write number ``write``, or by any write."""
         import obstore
 
-        folder = f"done/{write}"
+        folder = "done" if write is None else f"done/{write}"
         if self.loc.is_local and not os.path.isdir(os.path.join(self.manifest_loc.path, folder)):
             return set()
         found = set()
         for page in obstore.list(self.manifest_store(), folder + "/"):
-            found.update(entry["path"].split(folder + "/", 1)[1] for entry in page)
+            # done/<write>/<variable>/<region>: the region's key is what follows the write number
+            found.update(entry["path"].split("/", 2)[2] for entry in page)
         return found
 
     def store_exists(self) -> bool:
@@ -368,8 +369,10 @@ def _open_existing(target: _Target) -> xr.Dataset:
         return xr.open_zarr(zarr_store(target.loc, target.opts), consolidated=False)
 
 
-def _region_key(name: str, starts: Sequence[int]) -> str:
-    return f"{name}/" + "_".join(str(int(s)) for s in starts)
+def _region_key(name: str, starts: Sequence[int], sizes: Sequence[int]) -> str:
+    """``<variable>/<start>+<size>_...``: a marker stands for exactly that region, so a rerun chunked otherwise
+    along time never takes a larger region for written."""
+    return f"{name}/" + "_".join(f"{int(s)}+{int(n)}" for s, n in zip(starts, sizes, strict=True))
 
 
 @dataclass(frozen=True)
@@ -417,7 +420,7 @@ def _write_block(block: np.ndarray, store: _Output, offsets: tuple[int, ...], ur
     while True:
         try:
             target[region] = values
-            obstore.put(markers, f"done/{store.write}/" + _region_key(variable, starts), b"")
+            obstore.put(markers, f"done/{store.write}/" + _region_key(variable, starts, values.shape), b"")
             break
         except Exception as exc:
             if _transient(exc) and time.monotonic() + pause < deadline:
@@ -589,14 +592,14 @@ def to_zarr(
                 f"{ds.sizes[append_dim]}; resume only finishes the same result (mode='a' appends new dates)"
             )
         write = manifest.get("write", 1) if manifest else 1
-        done = target.done_regions(write)
+        done = target.done_regions()  # by any write: region keys are absolute positions and extents
     elif exists and how == "append":
         start, resuming = _append_start(target, ds, existing, append_dim)
         for name, var in ds.data_vars.items():
             offsets[name] = tuple(start if d == append_dim else 0 for d in var.dims)
         if resuming:
             write = manifest.get("write", 1) if manifest else 1
-            done = target.done_regions(write)
+            done = target.done_regions()
         else:
             write = manifest.get("write", 0) + 1 if manifest else 1
             try:
@@ -649,7 +652,9 @@ def to_zarr(
         starts = [np.cumsum((0,) + c[:-1]) for c in chunks]
         blocks = written.to_delayed(optimize_graph=False)
         for index in np.ndindex(blocks.shape):
-            key = _region_key(name, [s[i] + off for s, i, off in zip(starts, index, offsets[name])])
+            key = _region_key(
+                name, [s[i] + off for s, i, off in zip(starts, index, offsets[name])], [c[i] for c, i in zip(chunks, index)]
+            )
             if key not in done:
                 pending.append(blocks[index])
     item = None

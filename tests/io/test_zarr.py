@@ -208,6 +208,29 @@ def test_append_adds_dates_and_resumes_an_interrupted_append(tmp_path):
         geoproc.to_zarr(_series(["2024-05-18"]), target, mode="a")
 
 
+def test_resume_chunked_otherwise_along_time_never_skips_a_partly_written_region(tmp_path):
+    """Markers name a region's extent too: the dates 0..2 of a tile are not 'done' because date 0 of it is."""
+    import shutil
+
+    target = tmp_path / "series.zarr"
+    full = _series(["2024-05-01", "2024-05-06", "2024-05-11"], seed=3)
+    geoproc.to_zarr(full.chunk({"time": 1}), target)
+    # the state a write interrupted after date 0 leaves: dates 1 and 2 neither stored nor marked, status 'writing'
+    manifest_dir = f"{target}.geoproc"
+    for t in (1, 2):
+        shutil.rmtree(target / "ndvi" / "c" / str(t))
+        for marker in (tmp_path / manifest_dir / "done" / "1" / "ndvi").glob(f"{t}+1_*"):
+            marker.unlink()
+    manifest = json.load(open(os.path.join(manifest_dir, "manifest.json")))
+    json.dump({**manifest, "status": "writing"}, open(os.path.join(manifest_dir, "manifest.json"), "w"))
+    assert output_status(target)["regions_done"] == 4  # date 0 of the 4 tiles
+    computed: list = []
+    with dask.config.set(scheduler="synchronous"):
+        geoproc.to_zarr(_counting(full, computed), target, mode="resume")  # one region = all 3 dates of a tile
+    assert len(computed) == 4
+    np.testing.assert_array_equal(geoproc.open_result(target).ndvi.values, full.values)
+
+
 def test_irregular_chunks_are_refused(tmp_path):
     arr = _result().chunk({"y": (20, 40), "x": 40})
     with pytest.raises(InvalidArgumentError, match="irregular chunks along 'y'"):
