@@ -647,7 +647,8 @@ def to_zarr(
         )
         writes.append((name, written, var.data.chunks))
     optimized = dask.optimize(*[w for _, w, _ in writes])
-    pending = []
+    pending, carried = [], []
+    own = target.done_regions(write) if done else set()
     for (name, _, chunks), written in zip(writes, optimized):
         starts = [np.cumsum((0,) + c[:-1]) for c in chunks]
         blocks = written.to_delayed(optimize_graph=False)
@@ -657,6 +658,10 @@ def to_zarr(
             )
             if key not in done:
                 pending.append(blocks[index])
+            elif key not in own:  # written by an earlier write: counted as this write's too, so counts add up
+                carried.append(key)
+    if carried:
+        _mark(target, write, carried)
     item = None
     if stac_item:  # after an append, the item describes the whole store, earlier dates included
         described = _open_existing(target) if how == "append" else ds
@@ -665,6 +670,18 @@ def to_zarr(
     if not compute:
         return finish
     return finish.compute()
+
+
+def _mark(target: _Target, write: int, keys: Sequence[str]) -> None:
+    """Markers of ``keys`` under write number ``write`` (regions an earlier write already stored)."""
+    import obstore
+
+    store = target.manifest_store()
+    try:
+        for key in keys:
+            obstore.put(store, f"done/{write}/{key}", b"")
+    except Exception as exc:
+        raise target.error("cannot record the regions written in", exc, "rerun with mode='resume'") from None
 
 
 def _append_start(target: _Target, ds: xr.Dataset, existing: xr.Dataset, dim: str) -> tuple[int, bool]:

@@ -206,6 +206,13 @@ def test_append_adds_dates_and_resumes_an_interrupted_append(tmp_path):
     assert item["properties"]["end_datetime"] == "2024-05-21T00:00:00Z"
     with pytest.raises(OutputError, match="not after the store's last"):
         geoproc.to_zarr(_series(["2024-05-18"]), target, mode="a")
+    # the whole series, chunked as written, resumed: nothing to compute, and the counts still add up
+    series = xr.concat([first, second], "time").chunk({"time": (3, 2), "y": 32, "x": 40})
+    computed.clear()
+    with dask.config.set(scheduler="synchronous"):
+        geoproc.to_zarr(_counting(series, computed), target, mode="resume")
+    status = output_status(target)
+    assert computed == [] and status["regions_done"] == status["regions_total"] == 8
 
 
 def test_resume_chunked_otherwise_along_time_never_skips_a_partly_written_region(tmp_path):
