@@ -39,9 +39,8 @@ import numpy as np
 import xarray as xr
 
 from . import _formula
-from ._blocks import elementwise, is_dask, map_blocks
+from ._blocks import is_dask, map_blocks
 from .errors import InvalidArgumentError, UnknownBandError
-from .kernels.indices import normalized_difference
 
 __all__ = [
     "BAND_NAMES",
@@ -53,7 +52,6 @@ __all__ = [
     "spectral_indices",
     "indices_array",
     "ndvi",
-    "normalized_difference_array",
     "register_index",
 ]
 
@@ -472,19 +470,6 @@ def indices_array(
     if squeeze or not lazy:
         return map_blocks(block, *arrays, dtype=np.float32)
     return map_blocks(block, *arrays, dtype=np.float32, new_axis=0, chunks=((n_out,), *chunks))
-
-
-def normalized_difference_array(a, b, a_decode=(1.0, 0.0, np.nan), b_decode=(1.0, 0.0, np.nan)):
-    """The dask/numpy layer of the hand-written kernel: ``(a - b) / (a + b)`` as float32.
-
-    ``*_decode`` is ``(scale, offset, nodata)``. Kept for its callers;
-    ``index(ds, "NDVI")`` goes through the formula compiler instead (same result).
-    """
-    if a.shape != b.shape:
-        raise InvalidArgumentError(f"bands differ in shape: {a.shape} vs {b.shape}; load them onto one grid")
-    if hasattr(a, "chunks") and hasattr(b, "chunks") and a.chunks != b.chunks:
-        b = b.rechunk(a.chunks)
-    return elementwise(normalized_difference, a, b, dtype=np.float32, args=(*a_decode, *b_decode))
 
 
 # --- the public functions --------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
-"""Spectral index kernels: a hand-written normalized difference, and the source of generated formula kernels.
+"""Spectral index kernels: the source of the generated formula kernels.
 
 A catalog formula is compiled into a kernel of its own: :func:`kernel_source`
 writes the Python source of one numba function from straight-line statements
 (made by ``geoproc._formula`` from the parsed formula), and ``geoproc._formula``
 imports it from a file so that numba caches its machine code on disk. The
-generated module, like this one, imports numpy and numba only.
+generated module imports numpy and numba only.
 
 A kernel may compute several formulas in its one loop. That loop is not
 vectorised once it touches more than a handful of arrays (LLVM checks each
@@ -18,10 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numba
-import numpy as np
-
-__all__ = ["KERNEL_NAME", "kernel_source", "normalized_difference"]
+__all__ = ["KERNEL_NAME", "kernel_source"]
 
 #: Name of the function in a generated module.
 KERNEL_NAME = "kernel"
@@ -58,44 +55,6 @@ def {name}(out, width, {args}):
         for c in range(width):
 {body}
 """
-
-
-@numba.njit(cache=True, nogil=True)
-def normalized_difference(
-    a: np.ndarray,
-    b: np.ndarray,
-    a_scale: float,
-    a_offset: float,
-    a_nodata: float,
-    b_scale: float,
-    b_offset: float,
-    b_nodata: float,
-) -> np.ndarray:
-    """``(a - b) / (a + b)`` as float32 over 1-D arrays of any numeric dtype.
-
-    Each input is decoded as ``raw * scale + offset`` first, so raw integers can
-    be passed without a float copy. A pixel is NaN where either input equals its
-    nodata value (pass NaN for "no nodata value"), is NaN itself, or where
-    ``a + b == 0``.
-    """
-    out = np.empty(a.shape[0], dtype=np.float32)
-    # decode in float32, exactly as the loader does, so raw and decoded inputs give identical results
-    sa, oa = np.float32(a_scale), np.float32(a_offset)
-    sb, ob = np.float32(b_scale), np.float32(b_offset)
-    for i in range(a.shape[0]):
-        ra = a[i]
-        rb = b[i]
-        if ra == a_nodata or rb == b_nodata:
-            out[i] = np.nan
-            continue
-        va = np.float32(ra) * sa + oa
-        vb = np.float32(rb) * sb + ob
-        den = va + vb
-        if den == 0 or np.isnan(den):
-            out[i] = np.nan
-        else:
-            out[i] = (va - vb) / den
-    return out
 
 
 def kernel_source(

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from geoproc.kernels.composite import METHODS, count_valid, reduce_time
-from geoproc.kernels.indices import normalized_difference
 from geoproc.kernels.masking import class_lut, class_mask
 
 rng = np.random.default_rng(42)
@@ -28,29 +27,6 @@ def test_class_mask_out_of_table_is_false():
 def test_class_lut_rejects_out_of_range():
     with pytest.raises(ValueError):
         class_lut([256])
-
-
-def test_normalized_difference_raw_integers_with_nodata():
-    a = rng.integers(0, 12000, 5000).astype(np.uint16)
-    b = rng.integers(0, 12000, 5000).astype(np.uint16)
-    a[:50] = 0
-    scale, offset = 1e-4, -0.1
-    got = normalized_difference(a, b, scale, offset, 0.0, scale, offset, 0.0)
-    fa = a.astype(np.float32) * np.float32(scale) + np.float32(offset)
-    fb = b.astype(np.float32) * np.float32(scale) + np.float32(offset)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ref = (fa - fb) / (fa + fb)
-    ref[(a == 0) | (b == 0) | (fa + fb == 0)] = np.nan
-    assert got.dtype == np.float32
-    np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-6, equal_nan=True)
-    assert np.isnan(got[:50]).all()
-
-
-def test_normalized_difference_floats_with_nan_and_zero_sum():
-    a = np.array([0.5, np.nan, 0.2, 0.0, -0.1], np.float32)
-    b = np.array([0.1, 0.3, np.nan, 0.0, 0.1], np.float32)
-    got = normalized_difference(a, b, 1.0, 0.0, np.nan, 1.0, 0.0, np.nan)
-    np.testing.assert_allclose(got, [0.4 / 0.6, np.nan, np.nan, np.nan, np.nan], rtol=1e-6, equal_nan=True)
 
 
 @pytest.mark.parametrize("method", list(METHODS))
