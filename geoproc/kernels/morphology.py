@@ -17,17 +17,12 @@ __all__ = ["squared_distance", "dilate_disk", "dilate_square", "remove_small", "
 _INF = np.int64(1) << np.int64(60)
 
 
-@numba.njit(cache=True, nogil=True)
-def squared_distance(mask: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distance (in pixels) from each pixel to the nearest True pixel.
-
-    Exact (Felzenszwalb & Huttenlocher 2012, "Distance transforms of sampled
-    functions": a column pass, then the lower envelope of parabolas along rows),
-    O(N). Returns int64; ``2**60`` where the array holds no True pixel.
-    """
+@numba.njit(cache=True, nogil=True, inline="always")
+def _column_distances(mask: np.ndarray, g: np.ndarray) -> None:
+    """``g[y, x]``: rows to the nearest True pixel in column ``x`` (-1: none in the column); rows in memory order."""
     h, w = mask.shape
-    g = np.empty((h, w), dtype=np.int64)
-    # column pass: distance to the nearest True in the same column (-1: none), rows in memory order
+    if h == 0:
+        return
     for x in range(w):
         g[0, x] = 0 if mask[0, x] else -1
     for y in range(1, h):
@@ -43,33 +38,60 @@ def squared_distance(mask: np.ndarray) -> np.ndarray:
             below = g[y + 1, x]
             if below >= 0 and (g[y, x] < 0 or below + 1 < g[y, x]):
                 g[y, x] = below + 1
-    out = np.empty((h, w), dtype=np.int64)
-    v = np.empty(w, dtype=np.int64)  # columns of the parabolas in the envelope
-    z = np.empty(w + 1, dtype=np.float64)  # where each parabola starts to be the lowest
-    f = np.empty(w, dtype=np.int64)
-    for y in range(h):
-        k = -1
-        for x in range(w):
-            f[x] = g[y, x] * g[y, x] if g[y, x] >= 0 else -1
-            if f[x] < 0:
-                continue  # no True pixel in this column: no parabola
-            if k < 0:
-                k = 0
-                v[0] = x
-                z[0] = -np.inf
-                z[1] = np.inf
-                continue
-            # drop the parabolas that the new one hides (z[0] = -inf keeps k >= 0)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _envelope(g_row: np.ndarray, f: np.ndarray, v: np.ndarray, z: np.ndarray) -> int:
+    """The lower envelope of the parabolas ``(x - q)**2 + f[q]`` of one row (``f[q] = g_row[q]**2``).
+
+    Fills ``f``, ``v`` (columns of the parabolas in the envelope) and ``z``
+    (where each starts to be the lowest); returns the index of the last one,
+    -1 if the row sees no True pixel.
+    """
+    w = g_row.shape[0]
+    k = -1
+    for x in range(w):
+        gx = np.int64(g_row[x])
+        f[x] = gx * gx if gx >= 0 else -1
+        if f[x] < 0:
+            continue  # no True pixel in this column: no parabola
+        if k < 0:
+            k = 0
+            v[0] = x
+            z[0] = -np.inf
+            z[1] = np.inf
+            continue
+        # drop the parabolas that the new one hides (z[0] = -inf keeps k >= 0)
+        q = v[k]
+        s = ((f[x] + x * x) - (f[q] + q * q)) / (2.0 * (x - q))
+        while s <= z[k]:
+            k -= 1
             q = v[k]
             s = ((f[x] + x * x) - (f[q] + q * q)) / (2.0 * (x - q))
-            while s <= z[k]:
-                k -= 1
-                q = v[k]
-                s = ((f[x] + x * x) - (f[q] + q * q)) / (2.0 * (x - q))
-            k += 1
-            v[k] = x
-            z[k] = s
-            z[k + 1] = np.inf
+        k += 1
+        v[k] = x
+        z[k] = s
+        z[k + 1] = np.inf
+    return k
+
+
+@numba.njit(cache=True, nogil=True)
+def squared_distance(mask: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distance (in pixels) from each pixel to the nearest True pixel.
+
+    Exact (Felzenszwalb & Huttenlocher 2012, "Distance transforms of sampled
+    functions": a column pass, then the lower envelope of parabolas along rows),
+    O(N). Returns int64; ``2**60`` where the array holds no True pixel.
+    """
+    h, w = mask.shape
+    g = np.empty((h, w), dtype=np.int32)
+    _column_distances(mask, g)
+    out = np.empty((h, w), dtype=np.int64)
+    v = np.empty(w, dtype=np.int64)
+    z = np.empty(w + 1, dtype=np.float64)
+    f = np.empty(w, dtype=np.int64)
+    for y in range(h):
+        k = _envelope(g[y], f, v, z)
         if k < 0:
             for x in range(w):
                 out[y, x] = _INF
@@ -83,16 +105,53 @@ def squared_distance(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _isqrt_floor(v: float) -> int:
+    """The largest integer ``n >= 0`` with ``n * n <= v`` (exact, whatever ``sqrt`` rounds to); ``v >= 0``."""
+    n = int(np.floor(np.sqrt(v)))
+    while (n + 1) * (n + 1) <= v:
+        n += 1
+    while n > 0 and n * n > v:
+        n -= 1
+    return n
+
+
 @numba.njit(cache=True, nogil=True)
 def dilate_disk(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Dilation by the disk ``{(dy, dx): dy**2 + dx**2 <= radius**2}``: True within ``radius`` px of a True pixel."""
-    d2 = squared_distance(mask)
-    r2 = radius * radius
+    """Dilation by the disk ``{(dy, dx): dy**2 + dx**2 <= radius**2}``: True within ``radius`` px of a True pixel.
+
+    Exact and O(N) without a distance transform: with ``g`` the rows to the
+    nearest True pixel in each column (the nearest in a column is the nearest
+    that column offers), column ``q`` covers ``x`` on row ``y`` where
+    ``|x - q| <= half[g[y, q]]``, ``half[d]`` being the largest integer with
+    ``half**2 <= radius**2 - d**2``. Two sweeps per row find whether any column
+    covers ``x``: from the left, the furthest right end so far; from the right,
+    the furthest left start.
+    """
     h, w = mask.shape
+    r2 = radius * radius
+    reach = _isqrt_floor(r2)  # largest column distance that can be covered
+    half = np.empty(reach + 1, dtype=np.int64)  # half[d] for column distances d <= reach
+    for d in range(reach + 1):
+        half[d] = _isqrt_floor(r2 - d * d)
+    g = np.empty((h, w), dtype=np.int32)
+    _column_distances(mask, g)
     out = np.empty((h, w), dtype=np.bool_)
+    far = np.int64(1) << np.int64(40)
     for y in range(h):
+        gy, oy = g[y], out[y]
+        end = -far  # furthest right end of the columns seen so far
         for x in range(w):
-            out[y, x] = d2[y, x] <= r2
+            d = gy[x]
+            if 0 <= d <= reach:
+                end = max(end, x + half[d])
+            oy[x] = end >= x
+        start = far  # furthest left start of the columns to the right
+        for x in range(w - 1, -1, -1):
+            d = gy[x]
+            if 0 <= d <= reach:
+                start = min(start, x - half[d])
+            oy[x] = oy[x] or start <= x
     return out
 
 
