@@ -1,4 +1,4 @@
-"""Independent reference computations from the generated files, for the tests."""
+"""Independent reference computations for the tests: from the generated files, and scikit-image shims."""
 
 from __future__ import annotations
 
@@ -108,3 +108,14 @@ def http_server(handler):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def skimage_remove_small(mask, min_size: int, connectivity: int):
+    """skimage remove_small_objects keeping objects of min_size px or more (0.26 renamed its size argument)."""
+    import skimage.morphology as skm
+
+    conn = 1 if connectivity == 4 else 2
+    try:
+        return skm.remove_small_objects(mask, max_size=min_size - 1, connectivity=conn)
+    except TypeError:  # scikit-image < 0.26: min_size, objects strictly smaller are removed
+        return skm.remove_small_objects(mask, min_size=min_size, connectivity=conn)

@@ -6,22 +6,14 @@ import dask.array as da
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-import skimage.morphology as skm
 import xarray as xr
 
 from geoproc.errors import InvalidArgumentError
 from geoproc.morphology import dilate, pixel_size, remove_small_objects
 
+from .helpers import skimage_remove_small
+
 rng = np.random.default_rng(11)
-
-
-def skimage_remove_small(mask, min_size: int, connectivity: int):
-    """skimage remove_small_objects keeping objects of min_size px or more (0.26 renamed its size argument)."""
-    conn = 1 if connectivity == 4 else 2
-    try:
-        return skm.remove_small_objects(mask, max_size=min_size - 1, connectivity=conn)
-    except TypeError:  # scikit-image < 0.26: min_size, objects strictly smaller are removed
-        return skm.remove_small_objects(mask, min_size=min_size, connectivity=conn)
 
 
 def _mask(t=3, y=61, x=77, p=0.05, res=20.0):

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import rasterio
 import scipy.ndimage as ndi
-import skimage.morphology as skm
 
 from geoproc.kernels.masking import NO_BITS, bit_mask
 from geoproc.kernels.morphology import dilate_disk, dilate_square, majority, remove_small, squared_distance
@@ -23,16 +22,10 @@ from geoproc.kernels.spectral_mask import (
 )
 from geoproc.spectral_mask import FmaskThresholds
 
+from ..helpers import skimage_remove_small
+
 rng = np.random.default_rng(7)
 
-
-def skimage_remove_small(mask, min_size: int, connectivity: int):
-    """skimage remove_small_objects keeping objects of min_size px or more (0.26 renamed its size argument)."""
-    conn = 1 if connectivity == 4 else 2
-    try:
-        return skm.remove_small_objects(mask, max_size=min_size - 1, connectivity=conn)
-    except TypeError:  # scikit-image < 0.26: min_size, objects strictly smaller are removed
-        return skm.remove_small_objects(mask, min_size=min_size, connectivity=conn)
 LANDSAT = "stactools-landsat/LC08_L2SP_008059_20191201_20200825_02_T1/LC08_L2SP_008059_20191201_20200825_02_T1"
 
 
