@@ -12,9 +12,7 @@ import numpy as np
 
 from ._unionfind import find, union
 
-__all__ = ["squared_distance", "dilate_disk", "dilate_square", "remove_small", "majority"]
-
-_INF = np.int64(1) << np.int64(60)
+__all__ = ["dilate_disk", "dilate_square", "remove_small", "majority"]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -38,71 +36,6 @@ def _column_distances(mask: np.ndarray, g: np.ndarray) -> None:
             below = g[y + 1, x]
             if below >= 0 and (g[y, x] < 0 or below + 1 < g[y, x]):
                 g[y, x] = below + 1
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _envelope(g_row: np.ndarray, f: np.ndarray, v: np.ndarray, z: np.ndarray) -> int:
-    """The lower envelope of the parabolas ``(x - q)**2 + f[q]`` of one row (``f[q] = g_row[q]**2``).
-
-    Fills ``f``, ``v`` (columns of the parabolas in the envelope) and ``z``
-    (where each starts to be the lowest); returns the index of the last one,
-    -1 if the row sees no True pixel.
-    """
-    w = g_row.shape[0]
-    k = -1
-    for x in range(w):
-        gx = np.int64(g_row[x])
-        f[x] = gx * gx if gx >= 0 else -1
-        if f[x] < 0:
-            continue  # no True pixel in this column: no parabola
-        if k < 0:
-            k = 0
-            v[0] = x
-            z[0] = -np.inf
-            z[1] = np.inf
-            continue
-        # drop the parabolas that the new one hides (z[0] = -inf keeps k >= 0)
-        q = v[k]
-        s = ((f[x] + x * x) - (f[q] + q * q)) / (2.0 * (x - q))
-        while s <= z[k]:
-            k -= 1
-            q = v[k]
-            s = ((f[x] + x * x) - (f[q] + q * q)) / (2.0 * (x - q))
-        k += 1
-        v[k] = x
-        z[k] = s
-        z[k + 1] = np.inf
-    return k
-
-
-@numba.njit(cache=True, nogil=True)
-def squared_distance(mask: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distance (in pixels) from each pixel to the nearest True pixel.
-
-    Exact (Felzenszwalb & Huttenlocher 2012, "Distance transforms of sampled
-    functions": a column pass, then the lower envelope of parabolas along rows),
-    O(N). Returns int64; ``2**60`` where the array holds no True pixel.
-    """
-    h, w = mask.shape
-    g = np.empty((h, w), dtype=np.int32)
-    _column_distances(mask, g)
-    out = np.empty((h, w), dtype=np.int64)
-    v = np.empty(w, dtype=np.int64)
-    z = np.empty(w + 1, dtype=np.float64)
-    f = np.empty(w, dtype=np.int64)
-    for y in range(h):
-        k = _envelope(g[y], f, v, z)
-        if k < 0:
-            for x in range(w):
-                out[y, x] = _INF
-            continue
-        j = 0
-        for x in range(w):
-            while z[j + 1] < x:
-                j += 1
-            q = v[j]
-            out[y, x] = (x - q) * (x - q) + f[q]
-    return out
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

@@ -18,7 +18,7 @@ from .morphology import dilate_disk, majority, remove_small
 __all__ = [
     "PCP", "WATER", "SNOW", "NODATA", "CIRRUS", "THRESHOLD_NAMES", "QUANT",
     "CLEAR", "CLASS_WATER", "SHADOW", "CLASS_SNOW", "CLOUD", "NO_DATA",
-    "fmask_tests", "box_sum", "dark_pixels", "dilate_line", "classify_slice",
+    "fmask_tests", "dark_pixels", "dilate_line", "classify_slice",
 ]
 
 # bit flags of fmask_tests
@@ -201,7 +201,7 @@ def _running3(sa, sb, sc, oa, ob, oc, w: int, radius: int):
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _column_step(a, b, ok, acc_a, acc_b, acc_c, y: int, radius: int, h: int, w: int) -> None:
-    """Move the column sums of :func:`box_sum` to output row ``y``: add row ``y + radius``, drop ``y - radius - 1``."""
+    """Move the column sums to output row ``y``: add row ``y + radius``, drop ``y - radius - 1`` (``ok`` pixels only)."""
     add = y + radius
     if add < h:
         ra, rb, ro = a[add], b[add], ok[add]
@@ -220,38 +220,16 @@ def _column_step(a, b, ok, acc_a, acc_b, acc_c, y: int, radius: int, h: int, w: 
             acc_c[x] -= m
 
 
-@numba.njit(cache=True, nogil=True)
-def box_sum(a: np.ndarray, b: np.ndarray, ok: np.ndarray, radius: int):
-    """Sums of ``a`` and ``b``, and the count, over the ``ok`` pixels of the ``(2 radius + 1)`` square around a pixel.
-
-    Integer in, integer out, so the result does not depend on where the array
-    starts (exact on chunks). The window is cut at the array's edges. O(N):
-    running sums down the columns (vectorised across a row), then along each row.
-    (:func:`dark_pixels` computes the same sums a row at a time, without the
-    three ``(h, w)`` int64 arrays.)
-    """
-    h, w = a.shape
-    out_a = np.empty((h, w), dtype=np.int64)
-    out_b = np.empty((h, w), dtype=np.int64)
-    out_c = np.empty((h, w), dtype=np.int64)
-    acc_a = np.zeros(w, dtype=np.int64)
-    acc_b = np.zeros(w, dtype=np.int64)
-    acc_c = np.zeros(w, dtype=np.int64)
-    for y in range(-radius, h):
-        _column_step(a, b, ok, acc_a, acc_b, acc_c, y, radius, h, w)
-        if y >= 0:
-            _running3(acc_a, acc_b, acc_c, out_a[y], out_b[y], out_c[y], w, radius)
-    return out_a, out_b, out_c
-
-
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _dark_against(nir_q, s1_q, ok, subset, radius, ratio, min_difference_q, iterations, dark):
     """Set ``dark`` on the ``subset`` pixels darker than the mean of the ``ok & subset`` pixels around them.
 
-    The background sums are :func:`box_sum`'s, made and used a row at a time:
-    the ``(h, w)`` int64 sums would be 384 MiB of fresh memory per pass on a
-    4096 x 4096 px slice. Within a pass the sums read ``bg_ok`` only, never
-    ``dark``, so updating ``dark`` row by row gives the same result.
+    The background sums over the ``(2 radius + 1)`` square (cut at the
+    array's edges) are integer, so exact on any chunking, and O(N): running
+    sums down the columns, then along each row, made and used a row at a
+    time (as ``(h, w)`` int64 arrays they would be 384 MiB of fresh memory per
+    pass on a 4096 x 4096 px slice). Within a pass the sums read ``bg_ok``
+    only, never ``dark``, so updating ``dark`` row by row gives the same result.
     """
     h, w = nir_q.shape
     bg_ok = ok & subset
