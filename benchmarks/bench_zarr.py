@@ -481,10 +481,13 @@ def run_write(store: Store, pid: int, prefix: str, writer: Callable, arr: xr.Dat
     return sample
 
 
-def run_all(store: Store, pid: int, dates: int, size: int, layouts: list[int | str], repeats: int, concurrency: int,
-            payloads: dict[str, bytes], uncompressed: dict[str, bytes],
+def run_all(store: Store, pid: int, sources: dict[int | str, tuple[str, xr.DataArray]], repeats: int,
+            concurrency: int, payloads: dict[str, bytes], uncompressed: dict[str, bytes],
             ) -> tuple[list[Measure], list[Measure], list[str]]:
-    """Every measurement ``repeats`` times, interleaved; returns the raw rows, the write rows and problems found."""
+    """Every measurement ``repeats`` times, interleaved; returns the raw rows, the write rows and problems found.
+
+    ``sources``: layout -> (label, cube), from :func:`source`.
+    """
     total = sum(len(v) for v in payloads.values())
     keys = list(payloads)
     fs = store.s3fs() if HAVE_S3FS else None
@@ -496,7 +499,7 @@ def run_all(store: Store, pid: int, dates: int, size: int, layouts: list[int | s
         if client in clients:
             raw[(client, op, conc)] = Measure(client, op, str(conc))
     writes: dict[tuple, Measure] = {}
-    sources = {t: source(dates, size, t) for t in layouts}  # the in-memory cube is computed here, once
+    layouts = list(sources)
     labels = {t: label for t, (label, _) in sources.items()}
     for t in layouts:
         writes[("gen", t)] = Measure(GENERATION, labels[t])
@@ -558,7 +561,7 @@ def run_all(store: Store, pid: int, dates: int, size: int, layouts: list[int | s
 # --------------------------------------------------------------------------- profile
 
 
-def profile_geoproc(store: Store, pid: int, dates: int, size: int, layouts: list[int | str], repeats: int) -> str:
+def profile_geoproc(store: Store, pid: int, sources: dict[int | str, tuple[str, xr.DataArray]], repeats: int) -> str:
     """Where geoproc's write time goes: fixed cost per write, and the full write with parts switched off."""
     import zarr
 
@@ -589,7 +592,7 @@ def profile_geoproc(store: Store, pid: int, dates: int, size: int, layouts: list
     if WORKER_PIDS:  # zarr.config.set applies to this process only, not to the workers
         variants = {k: v for k, v in variants.items() if "async.concurrency" not in k}
     jobs = [("1 chunk (1, 1024, 1024)", tiny, fixed, 10 * repeats)]
-    jobs += [(*source(dates, size, t), variants, repeats) for t in layouts]
+    jobs += [(label, arr, variants, repeats) for label, arr in sources.values()]
     rows = []
     for label, arr, table, n in jobs:
         samples: dict[str, list[Sample]] = {name: [] for name in table}
@@ -822,9 +825,9 @@ def main(argv: list[str] | None = None) -> int:
     with seaweedfs() as server, scheduler(args.scheduler):
         store = Store(server, server.bucket, server.endpoint, server.access_key, server.secret_key)
         pid = server.process.pid
-        raw, writes, problems = run_all(store, pid, dates, size, layouts, args.repeats, args.concurrency, payloads,
-                                        plain)
-        profile = profile_geoproc(store, pid, dates, size, layouts, args.repeats) if args.profile else ""
+        sources = {t: source(dates, size, t) for t in layouts}  # the in-memory cube is computed here, once
+        raw, writes, problems = run_all(store, pid, sources, args.repeats, args.concurrency, payloads, plain)
+        profile = profile_geoproc(store, pid, sources, args.repeats) if args.profile else ""
     load_after = os.getloadavg()
 
     raw_table, write_table, ratio_table = tables(raw, writes, uncompressed, args.concurrency)
