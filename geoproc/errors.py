@@ -12,10 +12,12 @@ __all__ = [
     "NoItemsFoundError",
     "NoOverlapError",
     "UnknownBandError",
+    "BandNotFoundError",
     "MetadataError",
     "AssetReadError",
     "InvalidArgumentError",
     "OutputError",
+    "GeoprocWarning",
     "shorten",
 ]
 
@@ -40,6 +42,10 @@ class UnknownBandError(GeoprocError):
     """A band name matches no asset key, ``eo:bands`` name or common name."""
 
 
+class BandNotFoundError(UnknownBandError):
+    """A band name matches nothing in one item (other items of a load may still have it)."""
+
+
 class MetadataError(GeoprocError):
     """An item lacks metadata needed to place its pixels (CRS, transform, shape)."""
 
@@ -54,6 +60,10 @@ class InvalidArgumentError(GeoprocError, ValueError):
 
 class OutputError(GeoprocError):
     """The output location cannot be written, or holds something in the way."""
+
+
+class GeoprocWarning(UserWarning):
+    """Something a user should know about a result that is still correct (a band decoded, a band missing)."""
 
 
 def shorten(text: str, n: int) -> str:

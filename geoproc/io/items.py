@@ -6,39 +6,31 @@ how its pixels are placed (CRS, transform, shape), and how to decode them
 from the item, so both layouts found in public catalogs work: ``proj:epsg`` on
 the item with ``proj:shape``/``proj:transform`` per asset (Earth Search,
 Planetary Computer Sentinel-2) and everything on the item (Landsat).
+
+Items without the projection extension give specs with ``crs``,
+``transform`` and ``shape`` of ``None`` (:attr:`AssetSpec.placed` is false):
+the loader then places them from the output grid and the item's bbox, or reads
+the file headers (see :mod:`geoproc.io.headers`). Malformed fields raise one
+:class:`MetadataError` naming the item, the asset and the field.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pystac
 from affine import Affine
 
-from ..errors import MetadataError, UnknownBandError
+from ..errors import GeoprocError, InvalidArgumentError, MetadataError
 from ..grid import normalize_crs
+from .bands import BAND_ALIASES, CATEGORICAL_NAMES, band_entries, is_categorical, resolve_band
 
-__all__ = ["AssetSpec", "BAND_ALIASES", "CATEGORICAL_NAMES", "as_items", "resolve_band", "asset_spec", "item_datetime"]
-
-#: Names tried, in order, when a requested band is not found under its own name.
-#: ``nir`` is ``nir08`` on Landsat 8/9; the short SWIR names are used by some catalogs.
-BAND_ALIASES: dict[str, tuple[str, ...]] = {
-    "nir": ("nir08", "nir08_1"),
-    "nir08": ("nir",),
-    "swir16": ("swir1", "swir16"),
-    "swir22": ("swir2", "swir22"),
-    "swir1": ("swir16",),
-    "swir2": ("swir22",),
-    "scl": ("SCL",),
-    "qa_pixel": ("QA_PIXEL", "qa"),
-}
-
-#: Bands that hold classes or bit flags: always resampled with nearest neighbour
-#: unless a resampling is given for the band by name, and never scaled.
-CATEGORICAL_NAMES = frozenset({"scl", "qa", "qa_pixel", "qa_radsat", "fmask", "mask", "cloud", "classification"})
+__all__ = ["AssetSpec", "BAND_ALIASES", "CATEGORICAL_NAMES", "as_items", "resolve_band", "asset_spec",
+           "item_datetime", "is_categorical", "numpy_dtype", "parse_transform"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +48,7 @@ class AssetSpec:
     band_index
         1-based band number inside the file.
     crs, transform, shape
-        The file's pixel grid.
+        The file's pixel grid; ``None`` when the item has no ``proj:`` fields for it.
     nodata
         Value marking missing pixels, or ``None`` when the file has none.
     scale, offset
@@ -66,7 +58,11 @@ class AssetSpec:
     datetime
         Acquisition time, UTC.
     lon
-        Longitude of the item's centre, for grouping by local solar day.
+        Longitude of the item's centre.
+    lonlat_bbox
+        The item's ``bbox`` (west, south, east, north; ``west > east`` across 180 degrees).
+    collection
+        The item's collection id (``None`` when it has none).
     """
 
     item_id: str
@@ -74,45 +70,84 @@ class AssetSpec:
     band: str
     href: str
     band_index: int
-    crs: str
-    transform: Affine
-    shape: tuple[int, int]
+    crs: str | None
+    transform: Affine | None
+    shape: tuple[int, int] | None
     nodata: float | None
     scale: float
     offset: float
     data_type: str | None
     datetime: dt.datetime
     lon: float
+    lonlat_bbox: tuple[float, float, float, float] | None = None
+    collection: str | None = None
+
+    @property
+    def placed(self) -> bool:
+        """True when the metadata gives the file's grid (CRS, transform, shape)."""
+        return self.crs is not None and self.transform is not None and self.shape is not None
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """``(minx, miny, maxx, maxy)`` of the file in its own CRS."""
         t, (h, w) = self.transform, self.shape
-        xs = (t.c, t.c + t.a * w + t.b * h)
-        ys = (t.f, t.f + t.d * w + t.e * h)
+        xs = (t.c, t.c + t.a * w, t.c + t.b * h, t.c + t.a * w + t.b * h)
+        ys = (t.f, t.f + t.d * w, t.f + t.e * h, t.f + t.d * w + t.e * h)
         return (min(xs), min(ys), max(xs), max(ys))
 
     @property
     def resolution(self) -> float:
         """Pixel size (the smaller of x and y) in CRS units."""
-        return float(min(abs(self.transform.a), abs(self.transform.e)))
+        t = self.transform
+        return float(min(math.hypot(t.a, t.d), math.hypot(t.b, t.e)))
 
     @property
     def is_scaled(self) -> bool:
         return self.scale != 1.0 or self.offset != 0.0
 
+    def with_grid(self, crs: str, transform: Affine, shape: tuple[int, int]) -> AssetSpec:
+        """This spec placed on the grid a file header gave."""
+        return replace(self, crs=crs, transform=transform, shape=shape)
+
 
 def as_items(items: Iterable[pystac.Item | Mapping]) -> list[pystac.Item]:
-    """Accept pystac Items, an ItemCollection, or STAC Item dicts."""
+    """Accept pystac Items, an ItemCollection, or STAC Item dicts.
+
+    Raises
+    ------
+    MetadataError
+        For a dict that pystac cannot read as an Item (naming its id).
+    """
+    if isinstance(items, (str, bytes, Mapping)):
+        raise InvalidArgumentError(
+            f"items must be a list of STAC Items (or an ItemCollection), got {type(items).__name__}; "
+            "pass the result of geoproc.search(...)"
+        )
     out = []
     for it in items:
-        out.append(it if isinstance(it, pystac.Item) else pystac.Item.from_dict(dict(it)))
+        if isinstance(it, pystac.Item):
+            out.append(it)
+            continue
+        if not isinstance(it, Mapping):
+            raise InvalidArgumentError(f"items must be STAC Items or Item dicts, got a {type(it).__name__}")
+        try:
+            out.append(pystac.Item.from_dict(dict(it), preserve_dict=True))
+        except GeoprocError:
+            raise
+        except Exception as exc:  # pystac raises KeyError, TypeError, STACTypeError ...
+            raise MetadataError(
+                f"item {it.get('id', '?')!r} is not a valid STAC Item ({type(exc).__name__}: {exc}); "
+                "check its id, geometry, properties.datetime and assets"
+            ) from None
     return out
 
 
 def item_datetime(item: pystac.Item) -> dt.datetime:
     """The item's datetime (or ``start_datetime``) as an aware UTC datetime."""
-    when = item.datetime or _parse_dt(item.properties.get("start_datetime"))
+    try:
+        when = item.datetime or _parse_dt(item.properties.get("start_datetime"))
+    except (TypeError, ValueError) as exc:
+        raise MetadataError(f"item {item.id!r}: start_datetime is not an ISO 8601 time ({exc})") from None
     if when is None:
         raise MetadataError(f"item {item.id!r} has neither datetime nor start_datetime; it cannot be placed in time")
     if when.tzinfo is None:
@@ -123,90 +158,7 @@ def item_datetime(item: pystac.Item) -> dt.datetime:
 def _parse_dt(value: str | None) -> dt.datetime | None:
     if not value:
         return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _band_entries(asset: pystac.Asset, item: pystac.Item) -> list[dict]:
-    """Per-band metadata of an asset: ``eo:bands`` / STAC 1.1 ``bands``, merged with ``raster:bands``."""
-    d = asset.extra_fields
-    eo = d.get("eo:bands") or d.get("bands") or []
-    raster = d.get("raster:bands") or []
-    n = max(len(eo), len(raster), 1)
-    merged = []
-    for i in range(n):
-        entry: dict = {}
-        if i < len(raster):
-            entry.update(raster[i])
-        if i < len(eo):
-            entry.update(eo[i])
-        merged.append(entry)
-    return merged
-
-
-def _names(entry: Mapping) -> set[str]:
-    names = {entry.get("name"), entry.get("common_name"), entry.get("eo:common_name")}
-    return {n for n in names if n}
-
-
-def resolve_band(item: pystac.Item, name: str) -> tuple[str, int]:
-    """Find the asset key and 1-based band index holding band ``name`` in ``item``.
-
-    Looks for, in order: an asset key equal to ``name``, then case-insensitively;
-    an ``eo:bands`` ``name`` or ``common_name`` equal to ``name``; then the same
-    for each alias in :data:`BAND_ALIASES`.
-
-    Raises
-    ------
-    UnknownBandError
-        Naming the band and listing what the item offers.
-
-    Examples
-    --------
-    >>> item = pystac.Item("a", None, None, dt.datetime(2024, 1, 1), {})
-    >>> item.add_asset("B04", pystac.Asset("b04.tif", extra_fields={"eo:bands": [{"name": "B04", "common_name": "red"}]}))
-    >>> resolve_band(item, "red")
-    ('B04', 1)
-    """
-    for candidate in (name, *BAND_ALIASES.get(name.lower(), ())):
-        found = _find(item, candidate)
-        if found:
-            return found
-    raise UnknownBandError(
-        f"band {name!r} not found in item {item.id!r}; available: {', '.join(sorted(available_bands(item)))}. "
-        "Use an asset key or an eo:bands common name from that list"
-    )
-
-
-def _find(item: pystac.Item, name: str) -> tuple[str, int] | None:
-    assets = item.assets
-    if name in assets:
-        return name, 1
-    lower = name.lower()
-    for key in assets:
-        if key.lower() == lower:
-            return key, 1
-    for key, asset in assets.items():
-        for i, entry in enumerate(_band_entries(asset, item)):
-            if lower in {n.lower() for n in _names(entry)}:
-                return key, i + 1
-    return None
-
-
-def available_bands(item: pystac.Item) -> set[str]:
-    """Every name under which a band of ``item`` can be requested."""
-    names = set()
-    for key, asset in item.assets.items():
-        if asset.media_type and "image" not in asset.media_type and "tiff" not in asset.media_type:
-            continue
-        names.add(key)
-        for entry in _band_entries(asset, item):
-            names |= _names(entry)
-    return names
-
-
-def is_categorical(name: str, spec: AssetSpec | None = None) -> bool:
-    """True for quality/classification bands (nearest resampling, no scaling)."""
-    return name.lower() in CATEGORICAL_NAMES or (spec is not None and spec.key.lower() in CATEGORICAL_NAMES)
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def _field(asset: pystac.Asset, item: pystac.Item, key: str):
@@ -225,54 +177,161 @@ def _crs_of(asset: pystac.Asset, item: pystac.Item) -> str | None:
     return None
 
 
+def parse_transform(values: Sequence) -> Affine:
+    """An :class:`~affine.Affine` from ``proj:transform``, in STAC order or, as old items wrote it, GDAL's.
+
+    STAC orders the coefficients ``[a, b, c, d, e, f]`` (pixel width first);
+    GDAL's geotransform is ``[c, a, b, f, d, e]`` (origin first). A north-up
+    grid tells them apart: ``b = d = 0`` sit at positions 1 and 3 in STAC order
+    and at 2 and 4 in GDAL's.
+
+    Examples
+    --------
+    >>> tuple(parse_transform([30, 0, 399585, 0, -30, 4700415]))[:6]
+    (30.0, 0.0, 399585.0, 0.0, -30.0, 4700415.0)
+    >>> tuple(parse_transform([399585, 30, 0, 4700415, 0, -30]))[:6]
+    (30.0, 0.0, 399585.0, 0.0, -30.0, 4700415.0)
+    """
+    if isinstance(values, (str, bytes)) or len(values) not in (6, 9):
+        raise ValueError(f"expected 6 or 9 numbers, got {values!r}")
+    t = [float(v) for v in values[:6]]
+    if not all(math.isfinite(v) for v in t):
+        raise ValueError(f"not finite: {values!r}")
+    if t[1] == 0 and t[3] == 0 and t[0] != 0 and t[4] != 0:
+        return Affine(*t)
+    if t[2] == 0 and t[4] == 0 and t[1] != 0 and t[5] != 0:  # GDAL order
+        return Affine(t[1], t[2], t[0], t[4], t[5], t[3])
+    a = Affine(*t)
+    if a.determinant == 0:
+        raise ValueError(f"degenerate (zero pixel size): {values!r}")
+    return a
+
+
+def _shape(values) -> tuple[int, int]:
+    if isinstance(values, (str, bytes)) or len(values) != 2:
+        raise ValueError(f"expected [rows, columns], got {values!r}")
+    h, w = (int(v) for v in values)
+    if h <= 0 or w <= 0 or h != float(values[0]) or w != float(values[1]):
+        raise ValueError(f"expected two positive integers, got {values!r}")
+    return h, w
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, str):  # STAC allows "nan", "inf", "-inf" for nodata
+        value = value.strip()
+    number = float(value)
+    if what != "nodata" and not math.isfinite(number):
+        raise ValueError(f"not finite: {value!r}")
+    return number
+
+
 def asset_spec(item: pystac.Item, band: str) -> AssetSpec:
     """Build the :class:`AssetSpec` for ``band`` of ``item``.
 
     Raises
     ------
-    UnknownBandError, MetadataError
+    UnknownBandError
+        When the item has no such band.
+    MetadataError
+        When a field needed to place or decode the band is malformed, naming
+        the item, the asset and the field.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> item = pystac.Item("a", None, [10, 45, 11, 46], dt.datetime(2024, 1, 1), {"proj:epsg": 32632})
+    >>> item.add_asset("B04", pystac.Asset("https://x/b04.tif", extra_fields={
+    ...     "proj:transform": [10, 0, 600000, 0, -10, 5100000], "proj:shape": [10980, 10980],
+    ...     "eo:bands": [{"name": "B04", "common_name": "red"}],
+    ...     "raster:bands": [{"data_type": "uint16", "nodata": 0, "scale": 0.0001, "offset": -0.1}]}))
+    >>> spec = asset_spec(item, "red")
+    >>> spec.key, spec.crs, spec.resolution, spec.scale, spec.offset
+    ('B04', 'EPSG:32632', 10.0, 0.0001, -0.1)
     """
     key, index = resolve_band(item, band)
     asset = item.assets[key]
-    crs = _crs_of(asset, item)
-    transform = _field(asset, item, "proj:transform")
-    shape = _field(asset, item, "proj:shape")
-    missing = [n for n, v in (("proj:epsg/proj:code", crs), ("proj:transform", transform), ("proj:shape", shape)) if v is None]
-    if missing:
-        raise MetadataError(
-            f"item {item.id!r} asset {key!r} lacks {', '.join(missing)}; geoproc places pixels from the STAC "
-            "projection extension. Add it to the items (e.g. with rio-stac or stactools) before loading"
+    current = "proj:epsg/proj:code"
+
+    def bad(exc: Exception) -> MetadataError:
+        return MetadataError(
+            f"item {item.id!r} asset {key!r}: field {current} is malformed ({exc}); fix the item's metadata "
+            "(e.g. rebuild it with rio-stac or stactools) or leave the item out"
         )
-    entries = _band_entries(asset, item)
-    entry = entries[index - 1] if index - 1 < len(entries) else {}
-    nodata = entry.get("nodata", _field(asset, item, "nodata"))
-    if isinstance(nodata, str):  # STAC allows "nan", "inf", "-inf"
-        nodata = float(nodata)
-    bbox = item.bbox or [0.0, 0.0, 0.0, 0.0]
+
+    try:
+        crs = _crs_of(asset, item)
+        current = "proj:transform"
+        raw_transform = _field(asset, item, "proj:transform")
+        transform = None if raw_transform is None else parse_transform(raw_transform)
+        current = "proj:shape"
+        raw_shape = _field(asset, item, "proj:shape")
+        shape = None if raw_shape is None else _shape(raw_shape)
+        current = "eo:bands/raster:bands"
+        entries = band_entries(asset, item)
+        entry = entries[index - 1] if index - 1 < len(entries) else {}
+        current = "nodata"
+        nodata = entry.get("nodata", _field(asset, item, "nodata"))
+        nodata = None if nodata is None else _number(nodata, "nodata")
+        current = "raster:bands scale"
+        scale = _number(entry.get("scale", 1.0), "scale")
+        current = "raster:bands offset"
+        offset = _number(entry.get("offset", 0.0), "offset")
+        current = "raster:bands data_type"
+        data_type = entry.get("data_type")
+        if data_type is not None:
+            numpy_dtype(data_type)
+        current = "bbox"
+        bbox = _bbox(item)
+        current = "href"
+        href = asset.href if _is_absolute(asset.href) else (asset.get_absolute_href() or asset.href)
+        if not isinstance(href, str) or not href:
+            raise ValueError(f"{href!r} is not a path or URL")
+    except MetadataError:
+        raise
+    except (InvalidArgumentError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise bad(exc) from None
+    placed = [v is not None for v in (crs, transform, shape)]
+    if any(placed) and not all(placed):
+        # a partial projection is as good as none: the loader reads the header or uses the bbox
+        crs = transform = shape = None
     return AssetSpec(
         item_id=item.id,
         key=key,
         band=band,
-        href=asset.href if _is_absolute(asset.href) else (asset.get_absolute_href() or asset.href),
+        href=href,
         band_index=index,
-        crs=crs,  # type: ignore[arg-type]
-        transform=Affine(*[float(v) for v in transform[:6]]),
-        shape=(int(shape[0]), int(shape[1])),
-        nodata=None if nodata is None else float(nodata),
-        scale=float(entry.get("scale", 1.0)),
-        offset=float(entry.get("offset", 0.0)),
-        data_type=entry.get("data_type"),
+        crs=crs,
+        transform=transform,
+        shape=shape,
+        nodata=nodata,
+        scale=scale,
+        offset=offset,
+        data_type=data_type,
         datetime=item_datetime(item),
-        lon=float(_centre_lon(bbox)),
+        lon=float(_centre_lon(bbox)) if bbox else 0.0,
+        lonlat_bbox=bbox,
+        collection=item.collection_id,
     )
 
 
+def _bbox(item: pystac.Item) -> tuple[float, float, float, float] | None:
+    b = item.bbox
+    if not b:
+        return None
+    b = [float(v) for v in b]
+    if len(b) == 6:
+        b = [b[0], b[1], b[3], b[4]]
+    if len(b) != 4 or not all(math.isfinite(v) for v in b):
+        raise ValueError(f"expected 4 (or 6) finite numbers, got {item.bbox!r}")
+    return (b[0], b[1], b[2], b[3])
+
+
 def _is_absolute(href: str) -> bool:
-    return href.startswith("/") or "://" in href
+    return isinstance(href, str) and (href.startswith("/") or "://" in href)
 
 
 def _centre_lon(bbox: Sequence[float]) -> float:
-    west, east = bbox[0], bbox[2] if len(bbox) == 4 else bbox[3]
+    west, east = bbox[0], bbox[2]
     if east < west:  # crosses the antimeridian
         east += 360.0
     lon = (west + east) / 2.0
@@ -281,6 +340,6 @@ def _centre_lon(bbox: Sequence[float]) -> float:
 
 def numpy_dtype(data_type: str | None) -> np.dtype | None:
     """The numpy dtype of a ``raster:bands`` ``data_type``, or ``None`` if unknown."""
-    if not data_type or data_type.startswith("c") or data_type == "other":
+    if not data_type or not isinstance(data_type, str) or data_type.startswith("c") or data_type == "other":
         return None
     return np.dtype(data_type)

@@ -54,13 +54,6 @@ def test_unknown_band_lists_what_exists(shared_data):
     assert "'purple'" in msg and "red" in msg and "nir" in msg
 
 
-def test_missing_projection_metadata_is_explained():
-    item = pystac.Item("x", None, None, __import__("datetime").datetime(2024, 1, 1), {})
-    item.add_asset("red", pystac.Asset("red.tif"))
-    with pytest.raises(MetadataError, match="proj:"):
-        asset_spec(item, "red")
-
-
 def test_synthetic_items_resolve_common_names(archive):
     item = next(pystac.Catalog.from_file(archive.catalog).get_items(recursive=True))
     assert asset_spec(item, "red").key == "B04"
