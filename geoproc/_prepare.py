@@ -1,32 +1,36 @@
 """Everything a load decides before reading a pixel: grid, time slots, and each chunk's reads.
 
-Pure computation on STAC metadata (no file IO except a header read when an
-item does not state a band's data type, and no dask). Both :func:`geoproc.load`
-(which turns the result into a dask graph) and :func:`geoproc.plan` (which
-summarises it) start here. Vectorised with numpy, so preparing 2,000 items x 3
-bands costs a fraction of a second.
+Pure computation on STAC metadata, and no dask. Files are opened only for what
+the metadata leaves out, and only when ``probe`` allows it: a band's data type
+when ``raster:bands`` has no ``data_type`` (one header per band and collection,
+remembered in the process), and the grid of items without ``proj:`` fields when
+the output grid cannot be decided without it (one header per asset, in
+parallel). Both :func:`geoproc.load` (which turns the result into a dask
+graph) and :func:`geoproc.plan` (which summarises it, opening nothing) start
+here. Vectorised with numpy, so preparing 2,000 items x 3 bands costs a
+fraction of a second.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import Counter
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import rasterio
 import rioxarray  # noqa: F401  (registers the .rio accessor)
-import shapely.geometry
 import xarray as xr
 from pyproj import Transformer
 
-from .errors import AssetReadError, InvalidArgumentError, NoItemsFoundError, NoOverlapError
-from .grid import GridSpec, normalize_crs, transform_bounds
-from .io.items import AssetSpec, as_items, asset_spec, is_categorical, numpy_dtype
-from .io.reader import DEFAULT_GDAL_ENV, ChunkTask, resampling_method
-from .io.stac import geojson_geometry
+from ._extent import centre_lon, lonlat_to, output_grid
+from .errors import GeoprocWarning, InvalidArgumentError, MetadataError, BandNotFoundError, NoItemsFoundError, NoOverlapError
+from .grid import GridSpec, normalize_crs
+from .io.headers import band_dtype, known_dtype, place_specs
+from .io.items import AssetSpec, as_items, asset_spec, is_categorical, item_datetime, numpy_dtype
+from .io.reader import ChunkTask, resampling_method
+from .io.report import record_missing
 
 __all__ = ["BandPlan", "Prepared", "prepare", "grid_of", "DEFAULT_CHUNK_BYTES", "GROUPBY", "ON_ERROR"]
 
@@ -38,8 +42,10 @@ ON_ERROR = ("raise", "fill")
 
 @dataclass(frozen=True)
 class BandPlan:
-    """One output variable: its dtype, decoding, its assets (``table``, in fuse order) with their
-    ``footprints`` in the output CRS (same order), and the task of every chunk."""
+    """One output variable: its dtype, decoding, its assets (``table``, in fuse order; ``None`` for an
+    item without the band) with their ``footprints`` in the output CRS (same order; NaN where missing),
+    and the task of every chunk. ``dtype_known`` is false when no metadata gave the stored data type
+    and no header was read (a plan, or ``probe=False``). ``missing``: ids of items without the band."""
 
     name: str
     dtype: np.dtype
@@ -47,9 +53,11 @@ class BandPlan:
     decode: bool
     resampling: str
     attrs: dict
-    table: tuple[AssetSpec, ...]
+    table: tuple[AssetSpec | None, ...]
     footprints: np.ndarray
     tasks: dict[tuple[int, int], ChunkTask]
+    dtype_known: bool = True
+    missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,8 @@ class Prepared:
     bands: list[BandPlan]
     item_ids: list[str]
     n_items: int
+    report_token: str | None = None
+    span: tuple[dt.datetime, dt.datetime] | None = None
 
 
 def prepare(
@@ -74,7 +84,7 @@ def prepare(
     bounds=None,
     geometry=None,
     like=None,
-    anchor=(0.0, 0.0),
+    anchor=None,
     chunks=None,
     groupby="solar_day",
     resampling="nearest",
@@ -83,22 +93,38 @@ def prepare(
     use_overviews=True,
     on_error="raise",
     report_token: str | None = None,
+    reader=None,
+    probe: bool = True,
 ) -> Prepared:
-    """Decide the grid, time slots and per-chunk reads of a load (see :func:`geoproc.load`)."""
+    """Decide the grid, time slots and per-chunk reads of a load (see :func:`geoproc.load`).
+
+    ``reader`` reads headers for what the metadata lacks, when ``probe`` is true.
+    """
     item_list = as_items(items)
     if not item_list:
         raise NoItemsFoundError("no items to load; the search returned nothing. Widen the bbox or datetime range")
     band_list = [bands] if isinstance(bands, str) else list(bands)
     if not band_list:
         raise InvalidArgumentError("no bands requested; pass bands=['red', 'nir', ...]")
+    if len(set(band_list)) != len(band_list):
+        raise InvalidArgumentError(f"bands {band_list} name a band twice; list each once")
     if groupby not in GROUPBY:
         raise InvalidArgumentError(f"groupby must be one of {GROUPBY}, got {groupby!r}")
     if on_error not in ON_ERROR:
         raise InvalidArgumentError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    if np.dtype(dtype).kind != "f":
+    try:
+        float_dtype = np.dtype(dtype)
+    except TypeError:
+        raise InvalidArgumentError(f"dtype must be a float dtype such as 'float32', got {dtype!r}") from None
+    if float_dtype.kind != "f":
         raise InvalidArgumentError(f"dtype must be a float dtype for scaled bands, got {dtype!r}; use raw=True for integers")
 
-    specs = {band: [asset_spec(item, band) for item in item_list] for band in band_list}
+    when = [item_datetime(item) for item in item_list]
+    specs, missing = _specs(item_list, band_list)
+    area_given = any(v is not None for v in (bbox, bounds, geometry, like))
+    if any(s is not None and not s.placed for ss in specs.values() for s in ss):
+        if not (like is not None or (crs is not None and resolution is not None and area_given)):
+            specs = _placed(specs, reader, probe)
     by_crs: dict[str, dict[str, np.ndarray]] = {}
 
     def footprints_in(dst_crs: str) -> dict[str, np.ndarray]:
@@ -107,8 +133,11 @@ def prepare(
             by_crs[dst_crs] = {b: _footprints(ss, dst_crs) for b, ss in specs.items()}
         return by_crs[dst_crs]
 
-    grid = _output_grid(specs, footprints_in, crs=crs, resolution=resolution, bbox=bbox, bounds=bounds,
-                        geometry=geometry, like=like, anchor=anchor)
+    if like is not None:
+        grid = grid_of(like)
+    else:
+        grid = output_grid(specs, footprints_in, crs=crs, resolution=resolution, bbox=bbox, bounds=bounds,
+                           geometry=geometry, anchor=anchor)
 
     # an item takes part if any of its bands overlaps the grid
     footprints = footprints_in(grid.crs)
@@ -123,21 +152,90 @@ def prepare(
             f"in {grid.crs}; check the bbox (west, south, east, north in degrees) or bounds, or search that area first"
         )
 
-    slot_of, slot_times = _time_slots([specs[band_list[0]][i] for i in keep], groupby)
-    times = np.array([np.datetime64(when.replace(tzinfo=None), "ns") for when in slot_times])
+    slot_of, slot_times = _time_slots([when[i] for i in keep], groupby, centre_lon(grid))
+    times = np.array([np.datetime64(t.replace(tzinfo=None), "ns") for t in slot_times])
     chunk = _chunk_shape(chunks, grid, len(slot_times))
     # fuse order: by slot, then acquisition time, then id (the order of `keep` after this sort)
-    order = sorted(range(len(keep)), key=lambda j: (slot_of[j], specs[band_list[0]][keep[j]].datetime, item_list[keep[j]].id))
+    order = sorted(range(len(keep)), key=lambda j: (slot_of[j], when[keep[j]], item_list[keep[j]].id))
     ordered_items = keep[order]
     ordered_slots = np.asarray(slot_of)[order]
 
+    kept_ids = {item_list[i].id for i in keep}
     plans = []
     for band in band_list:
+        gone = tuple(i for i in missing[band] if i in kept_ids)
+        if gone:
+            report_token = report_token or _new_token()
+            record_missing(report_token, band, gone)
+            warnings.warn(
+                f"band {band!r} is missing from {len(gone)} of {len(keep)} item(s) ({_few(gone)}); their pixels "
+                "are nodata in that band. geoproc.read_report(ds) lists them",
+                GeoprocWarning, stacklevel=3,
+            )
         plans.append(
             _band_plan(band, specs[band], footprints[band], ordered_items, ordered_slots, len(slot_times), grid, chunk,
-                       resampling, dtype, raw, use_overviews, on_error, report_token)
+                       resampling, float_dtype, raw, use_overviews, on_error, report_token, reader, probe, gone)
         )
-    return Prepared(grid, chunk, times, plans, [item_list[i].id for i in ordered_items], len(item_list))
+    ends = [_end_datetime(item_list[i], when[i]) for i in keep]
+    span = (min(when[i] for i in keep), max(ends))
+    return Prepared(grid, chunk, times, plans, [item_list[i].id for i in ordered_items], len(item_list), report_token, span)
+
+
+def _end_datetime(item, start: dt.datetime) -> dt.datetime:
+    """The end of an item's acquisition: ``end_datetime`` (composites, MODIS periods), else its time."""
+    value = item.properties.get("end_datetime")
+    if not value:
+        return start
+    try:
+        end = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise MetadataError(f"item {item.id!r}: end_datetime {value!r} is not an ISO 8601 time") from None
+    end = end if end.tzinfo else end.replace(tzinfo=dt.timezone.utc)
+    return max(start, end.astimezone(dt.timezone.utc))
+
+
+def _new_token() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def _few(ids: Sequence[str], n: int = 3) -> str:
+    return ", ".join(ids[:n]) + (f" and {len(ids) - n} more" if len(ids) > n else "")
+
+
+def _specs(item_list, band_list) -> tuple[dict[str, list[AssetSpec | None]], dict[str, tuple[str, ...]]]:
+    """Each band's spec per item (``None`` where the item lacks the band), and the items lacking it."""
+    specs: dict[str, list[AssetSpec | None]] = {}
+    missing: dict[str, tuple[str, ...]] = {}
+    for band in band_list:
+        row: list[AssetSpec | None] = []
+        first_error = None
+        for item in item_list:
+            try:
+                row.append(asset_spec(item, band))
+            except BandNotFoundError as exc:
+                first_error = first_error or exc
+                row.append(None)
+        if all(s is None for s in row):
+            raise first_error  # type: ignore[misc]
+        specs[band] = row
+        missing[band] = tuple(item.id for item, s in zip(item_list, row) if s is None)
+    return specs, missing
+
+
+def _placed(specs, reader, probe: bool):
+    """Specs with the grid of items lacking ``proj:`` read from their files (in parallel)."""
+    unplaced = [s for ss in specs.values() for s in ss if s is not None and not s.placed]
+    if not probe or reader is None:
+        s = unplaced[0]
+        raise MetadataError(
+            f"item {s.item_id!r} asset {s.key!r} (and {len(unplaced) - 1} more) lack proj:epsg/proj:transform/"
+            "proj:shape and no file headers may be read here; pass crs=..., resolution=... and bbox=... "
+            "(then nothing is read before compute), or load them with probe=True"
+        )
+    placed = iter(place_specs(unplaced, reader))
+    return {band: [s if s is None or s.placed else next(placed) for s in ss] for band, ss in specs.items()}
 
 
 def grid_of(obj: xr.DataArray | xr.Dataset) -> GridSpec:
@@ -153,11 +251,23 @@ def _hits(fp: np.ndarray, b) -> np.ndarray:
     return (fp[:, 0] < b[2]) & (b[0] < fp[:, 2]) & (fp[:, 1] < b[3]) & (b[1] < fp[:, 3])
 
 
-def _footprints(specs: Sequence[AssetSpec], dst_crs: str, densify: int = 21) -> np.ndarray:
-    """Bounds of each asset in ``dst_crs``, one pyproj call per source CRS, edges densified."""
-    out = np.empty((len(specs), 4))
+def _footprints(specs: Sequence[AssetSpec | None], dst_crs: str, densify: int = 21) -> np.ndarray:
+    """Bounds of each asset in ``dst_crs`` (NaN where an item lacks the band), one pyproj call per source
+    CRS, edges densified. Assets without ``proj:`` fields are placed by their item's bbox."""
+    out = np.full((len(specs), 4), np.nan)
     by_crs: dict[str, list[int]] = {}
     for i, s in enumerate(specs):
+        if s is None:
+            continue
+        if not s.placed:
+            if s.lonlat_bbox is None:
+                raise MetadataError(
+                    f"item {s.item_id!r} has neither a bbox nor proj: fields for asset {s.key!r}, so it cannot be "
+                    "placed without reading the file; load it with probe=True"
+                )
+            w, so, e, n = s.lonlat_bbox
+            out[i] = lonlat_to((w, so, e + 360.0 if e < w else e, n), dst_crs)
+            continue
         by_crs.setdefault(s.crs, []).append(i)
     t = np.linspace(0.0, 1.0, densify)
     for src, idx in by_crs.items():
@@ -173,54 +283,18 @@ def _footprints(specs: Sequence[AssetSpec], dst_crs: str, densify: int = 21) -> 
     return out
 
 
-def _output_grid(specs, footprints_in, *, crs, resolution, bbox, bounds, geometry, like, anchor) -> GridSpec:
-    if like is not None:
-        return grid_of(like)
-    all_specs = [s for ss in specs.values() for s in ss]
-    out_crs = normalize_crs(crs) if crs is not None else Counter(s.crs for s in all_specs).most_common(1)[0][0]
-    if resolution is None:
-        native = [s.resolution for s in all_specs if s.crs == out_crs]
-        if native:
-            resolution = min(native)
-        else:  # measure a source pixel in the output CRS
-            s = all_specs[0]
-            b = transform_bounds(s.bounds, s.crs, out_crs)
-            resolution = min((b[2] - b[0]) / s.shape[1], (b[3] - b[1]) / s.shape[0])
-    given = [name for name, v in (("bbox", bbox), ("bounds", bounds), ("geometry", geometry)) if v is not None]
-    if len(given) > 1:
-        raise InvalidArgumentError(f"give one of bbox (degrees), bounds (output CRS) or geometry, not {' and '.join(given)}")
-    if bbox is not None:
-        _check_bbox(bbox)
-        area = transform_bounds(tuple(bbox), "EPSG:4326", out_crs)
-    elif bounds is not None:
-        area = tuple(float(v) for v in bounds)
-    elif geometry is not None:
-        lonlat = shapely.geometry.shape(geojson_geometry(geometry, "geometry")).bounds
-        area = transform_bounds(lonlat, "EPSG:4326", out_crs)
-    else:
-        fps = np.vstack(list(footprints_in(out_crs).values()))
-        area = (fps[:, 0].min(), fps[:, 1].min(), fps[:, 2].max(), fps[:, 3].max())
-    return GridSpec.from_bounds(area, resolution, out_crs, anchor=anchor)
+def _time_slots(when: Sequence[dt.datetime], groupby: str, lon: float) -> tuple[list[int], list[dt.datetime]]:
+    """Slot index of each acquisition, and each slot's time (its first acquisition), slots in time order.
 
-
-def _check_bbox(bbox: Sequence[float]) -> None:
-    if len(bbox) != 4:
-        raise InvalidArgumentError(f"bbox must have 4 numbers (west, south, east, north), got {len(bbox)}")
-    w, s, e, n = bbox
-    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s < n <= 90 and w < e):
-        raise InvalidArgumentError(
-            f"bbox {tuple(bbox)} is not (west, south, east, north) in degrees with west < east and south < north"
-        )
-
-
-def _time_slots(specs: Sequence[AssetSpec], groupby: str) -> tuple[list[int], list[dt.datetime]]:
-    """Slot index of each spec, and each slot's time (its first acquisition), slots in time order."""
-    keys = []
-    for s in specs:
-        keys.append((s.datetime + dt.timedelta(hours=s.lon / 15.0)).date() if groupby == "solar_day" else s.datetime)
+    ``solar_day``: the local solar date at longitude ``lon`` (the centre of the output grid), one
+    longitude for every item, so one overpass never splits in two (a strip across 180 degrees, MODIS
+    tiles of one composite period) and slot times are unique and increasing.
+    """
+    shift = dt.timedelta(hours=lon / 15.0)
+    keys = [(t + shift).date() if groupby == "solar_day" else t for t in when]
     first: dict[object, dt.datetime] = {}
-    for k, s in zip(keys, specs):
-        first[k] = min(first.get(k, s.datetime), s.datetime)
+    for k, t in zip(keys, when):
+        first[k] = min(first.get(k, t), t)
     ordered = sorted(first, key=lambda k: first[k])
     index = {k: i for i, k in enumerate(ordered)}
     return [index[k] for k in keys], [first[k] for k in ordered]
@@ -249,9 +323,10 @@ def _chunk_shape(chunks, grid: GridSpec, n_time: int) -> tuple[int, int]:
     return (min(cy, grid.height), min(cx, grid.width))
 
 
-def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, grid, chunk, resampling, dtype, raw,
-               use_overviews, on_error, report_token) -> BandPlan:
-    categorical = is_categorical(band, specs[0])
+def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, grid, chunk, resampling, float_dtype,
+               raw, use_overviews, on_error, report_token, reader, probe, missing) -> BandPlan:
+    present = [s for s in specs if s is not None]
+    categorical = is_categorical(band, present[0].key)
     # an overview of a class band may have been built by averaging, which invents classes
     overviews = use_overviews and not categorical
     if isinstance(resampling, Mapping):
@@ -260,13 +335,27 @@ def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, gr
         method = "nearest" if categorical else resampling
     resampling_method(method)  # validate early
 
-    scaled = not categorical and any(s.is_scaled for s in specs)
-    decode = scaled and not raw
-    nodata = specs[0].nodata
+    stored, dtype_known = _stored_dtype(present, reader, probe)
+    if stored is None and categorical:  # classes stored as uint8 by some, uint16 by others
+        stored = np.result_type(*{numpy_dtype(s.data_type) or np.dtype("uint8") for s in present})
+    scaled = not categorical and any(s.is_scaled for s in present)
+    # items that store the band differently (scale/offset, nodata or data type: Sentinel-2 before and
+    # after processing baseline 04.00, Sentinel-2 with Landsat) cannot share one encoding: decode them
+    # at read time, each with its own, even with raw=True
+    disagree = not categorical and dtype_known and _encodings_differ(present, stored)
+    decode = (scaled and not raw) or disagree or not dtype_known
+    if disagree and raw:
+        warnings.warn(
+            f"raw=True: the items store band {band!r} in {len(_encodings(present))} different encodings "
+            f"({_describe_encodings(present)}); it is decoded to {float_dtype.name} at read time instead, "
+            "so that every pixel has its true value",
+            GeoprocWarning, stacklevel=4,
+        )
+    nodata = present[0].nodata
     if decode:
-        out_dtype, fill = np.dtype(dtype), np.nan
+        out_dtype, fill = float_dtype, np.nan
     else:
-        out_dtype = numpy_dtype(specs[0].data_type) or _probe_dtype(specs[0])
+        out_dtype = stored
         if nodata is not None and not (np.isnan(nodata) and out_dtype.kind != "f"):
             fill = nodata
         else:  # no nodata value (or NaN for an integer band): NaN for floats, 0 for integers
@@ -289,17 +378,50 @@ def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, gr
     if decode or nodata is not None or np.isnan(fill):
         attrs["nodata"] = fill  # what marks a missing pixel in this variable
     if scaled and not decode:
-        attrs["scale"], attrs["offset"] = specs[0].scale, specs[0].offset
-    return BandPlan(band, out_dtype, float(fill), decode, method, attrs, table, fp, tasks)
+        attrs["scale"], attrs["offset"] = present[0].scale, present[0].offset
+    return BandPlan(band, out_dtype, float(fill), decode, method, attrs, table, fp, tasks, dtype_known, missing)
 
 
-def _probe_dtype(spec: AssetSpec) -> np.dtype:
-    """Read the data type from the file header when the metadata does not give it."""
-    try:
-        with rasterio.Env(**DEFAULT_GDAL_ENV), rasterio.open(spec.href) as src:
-            return np.dtype(src.dtypes[spec.band_index - 1])
-    except Exception as exc:
-        raise AssetReadError(
-            f"cannot open item {spec.item_id!r} asset {spec.key!r} at {spec.href} to learn its data type: {exc}"
-        ) from None
+def _stored_dtype(present: Sequence[AssetSpec], reader, probe: bool) -> tuple[np.dtype | None, bool]:
+    """The data type the files store the band in, and whether metadata or a header said so.
 
+    Where ``raster:bands`` gives no ``data_type``, one header per collection is read (``probe``), or a
+    header read earlier in this process is used. ``None`` when the items store it in several types.
+    """
+    groups: dict[object, list[AssetSpec]] = {}
+    for s in present:
+        groups.setdefault(s.collection or s.href, []).append(s)
+    found: set[np.dtype] = set()
+    known = True
+    for group in groups.values():
+        declared = {numpy_dtype(s.data_type) for s in group}
+        if None in declared:
+            remembered = known_dtype(group)
+            if remembered is not None:
+                declared.add(remembered)
+            elif probe and reader is not None:
+                declared.add(band_dtype(group, reader))
+            else:
+                known = False
+            declared.discard(None)
+        found |= declared
+    if not known:
+        return None, False
+    return (found.pop() if len(found) == 1 else None), True
+
+
+def _encodings(present: Sequence[AssetSpec]) -> set[tuple]:
+    return {(s.scale, s.offset, "nan" if s.nodata is not None and np.isnan(s.nodata) else s.nodata) for s in present}
+
+
+def _encodings_differ(present: Sequence[AssetSpec], stored: np.dtype | None) -> bool:
+    return stored is None or len(_encodings(present)) > 1
+
+
+def _describe_encodings(present: Sequence[AssetSpec]) -> str:
+    seen: dict[tuple, str] = {}
+    for s in present:
+        key = (s.scale, s.offset, s.nodata, s.data_type)
+        seen.setdefault(key, s.item_id)
+    return "; ".join(f"scale {k[0]:g} offset {k[1]:g} nodata {k[2]} {k[3] or ''} (e.g. {v})".replace(" )", ")")
+                     for k, v in list(seen.items())[:4])

@@ -22,12 +22,18 @@ from pyproj import CRS, Transformer
 
 from .errors import InvalidArgumentError
 
-__all__ = ["GridSpec", "normalize_crs", "transform_bounds", "bounds_intersect", "SNAP_TOLERANCE"]
+__all__ = ["GridSpec", "normalize_crs", "transform_bounds", "bounds_intersect", "SNAP_TOLERANCE", "ALIGN_TOLERANCE"]
 
 #: Bounds within this many pixels of a grid line count as on it when a grid is snapped. In pixels, not
 #: CRS units: far from the origin (0.1 m pixels at UTM northings are indices near 5e7) float rounding
 #: alone exceeds 1e-9 pixel, and a grid's own bounds must give back that grid.
 SNAP_TOLERANCE = 1e-6
+
+#: Two grids whose pixel edges are within this many pixels of each other are the same grid, and a
+#: file's edges this close to an output grid's are on it. Catalogs round transforms (to 0.1 mm, or to
+#: 12 significant digits as Planet's NICFI mosaics do: 2e-6 px); a thousandth of a pixel moves no
+#: pixel centre across an edge, so a nearest-neighbour read gives the same pixels either way.
+ALIGN_TOLERANCE = 1e-3
 
 Bounds = tuple[float, float, float, float]
 
@@ -149,6 +155,7 @@ class GridSpec:
         resolution: float | tuple[float, float],
         crs: object,
         anchor: tuple[float, float] = (0.0, 0.0),
+        tolerance: float = SNAP_TOLERANCE,
     ) -> GridSpec:
         """The smallest grid covering ``bounds`` whose pixel edges fall on ``anchor + k * resolution``.
 
@@ -165,6 +172,8 @@ class GridSpec:
             Anything :func:`normalize_crs` accepts.
         anchor
             A point pixel edges pass through, in CRS units.
+        tolerance
+            Bounds within this many pixels of a grid line count as on it.
 
         Examples
         --------
@@ -181,10 +190,10 @@ class GridSpec:
                 f"bounds {bounds!r} are empty; give (minx, miny, maxx, maxy) with min < max"
             )
         ax, ay = anchor
-        x0 = ax + _snap((minx - ax) / xres, math.floor) * xres
-        x1 = ax + _snap((maxx - ax) / xres, math.ceil) * xres
-        y0 = ay + _snap((miny - ay) / yres, math.floor) * yres
-        y1 = ay + _snap((maxy - ay) / yres, math.ceil) * yres
+        x0 = ax + _snap((minx - ax) / xres, math.floor, tolerance) * xres
+        x1 = ax + _snap((maxx - ax) / xres, math.ceil, tolerance) * xres
+        y0 = ay + _snap((miny - ay) / yres, math.floor, tolerance) * yres
+        y1 = ay + _snap((maxy - ay) / yres, math.ceil, tolerance) * yres
         width = max(1, round((x1 - x0) / xres))
         height = max(1, round((y1 - y0) / yres))
         return cls(normalize_crs(crs), Affine(xres, 0.0, x0, 0.0, -yres, y1), (height, width))
@@ -242,10 +251,10 @@ class GridSpec:
         return {"crs": self.crs, "transform": list(self.transform)[:6], "shape": list(self.shape)}
 
 
-def _snap(index: float, direction) -> int:
-    """Round a fractional pixel index outward, but keep an index within :data:`SNAP_TOLERANCE` of an edge on it."""
+def _snap(index: float, direction, tolerance: float = SNAP_TOLERANCE) -> int:
+    """Round a fractional pixel index outward, but keep an index within ``tolerance`` of an edge on it."""
     nearest = round(index)
-    return nearest if abs(index - nearest) < SNAP_TOLERANCE else direction(index)
+    return nearest if abs(index - nearest) < tolerance else direction(index)
 
 
 def _split(n: int, size: int) -> tuple[int, ...]:

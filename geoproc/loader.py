@@ -26,6 +26,7 @@ from dask.base import tokenize
 from dask.blockwise import BlockwiseDepDict, blockwise
 from dask.highlevelgraph import HighLevelGraph
 
+from ._provenance import iso
 from ._prepare import DEFAULT_CHUNK_BYTES, grid_of, prepare
 from .errors import InvalidArgumentError
 from .io.reader import DEFAULT_GDAL_ENV, RasterioReader, Reader, read_chunk
@@ -45,7 +46,7 @@ def load(
     bounds: Sequence[float] | None = None,
     geometry: Mapping | object | None = None,
     like: xr.DataArray | xr.Dataset | None = None,
-    anchor: tuple[float, float] = (0.0, 0.0),
+    anchor: tuple[float, float] | None = None,
     chunks: int | tuple[int, int] | Mapping[str, int] | None = None,
     groupby: str = "solar_day",
     resampling: str | Mapping[str, str] = "nearest",
@@ -57,6 +58,7 @@ def load(
     retries: int = 3,
     gdal_env: Mapping[str, object] | None = None,
     reader: Reader | None = None,
+    probe: bool = True,
 ) -> xr.Dataset:
     """Load STAC items lazily onto one grid.
 
@@ -85,17 +87,23 @@ def load(
         An xarray object with a CRS and transform (rioxarray): load onto its grid.
     anchor
         Pixel edges fall on ``anchor + k * resolution``; identical requests
-        therefore give identical grids.
+        therefore give identical grids. Default: the items' own pixel edges
+        when the output CRS and resolution match their native grid (or an
+        integer multiple of it), so output pixels are file pixels (Landsat's
+        edges at 15 m offsets of 30 m stay there); otherwise ``(0, 0)``.
     chunks
         Spatial chunk size in pixels: an int, ``(y, x)``, or ``{"y": .., "x": ..}``.
         Default: the largest multiple of 256 px that keeps one chunk of one band,
         whole time axis included, within 128 MiB.
     groupby
         ``"solar_day"`` (default): items acquired on the same local solar day
-        (UTC time shifted by longitude / 15 h) form one time slice.
-        ``"time"``: one slice per distinct acquisition time. Within a slice,
-        each pixel takes the first valid value from the items in order of
-        acquisition time, then item id.
+        form one time slice; the day is the UTC date shifted by the longitude
+        of the output grid's centre / 15 h (one longitude for all items, so an
+        overpass crossing 180 degrees or MODIS tiles of one period are one
+        slice). ``"time"``: one slice per distinct acquisition time. Time
+        coordinates are unique and increasing; a slice is stamped with its
+        first acquisition. Within a slice, each pixel takes the first valid
+        value from the items in order of acquisition time, then item id.
     resampling
         Resampling for non-categorical bands (``nearest``, ``bilinear``,
         ``cubic``, ``average``, ...), or a ``{band: method}`` mapping.
@@ -104,7 +112,12 @@ def load(
         Float dtype of bands whose ``raster:bands`` carry a scale or offset.
     raw
         Keep stored integers instead of applying scale/offset; the variable's
-        attrs then carry ``scale``, ``offset`` and ``nodata``.
+        attrs then carry ``scale``, ``offset`` and ``nodata``. When the items
+        store a band in different encodings (Sentinel-2 before and after
+        processing baseline 04.00, whose offset went from 0 to -0.1; Sentinel-2
+        with Landsat), no single scale/offset is right for every pixel: that
+        band is decoded to ``dtype`` at read time, item by item, with a
+        :class:`~geoproc.errors.GeoprocWarning`.
     use_overviews
         Read from a file's overviews when the output is at least 2x coarser
         (default). Never for categorical bands (SCL, QA): their overviews may
@@ -126,6 +139,22 @@ def load(
     reader
         A custom :class:`geoproc.io.reader.Reader` (tests, benchmarks); then
         ``patch_url``, ``retries`` and ``gdal_env`` are the reader's business.
+    probe
+        Read file headers for what the metadata lacks (default): a band's data
+        type when ``raster:bands`` has no ``data_type`` (one file per band and
+        collection, remembered in the process), and the grid of items without
+        ``proj:`` fields when ``crs``, ``resolution`` and an area are not all
+        given (one header per asset, 16 at a time, with the read retries).
+        With ``False`` nothing is opened before compute: such bands load as
+        ``dtype`` floats, and items without ``proj:`` need ``crs``,
+        ``resolution`` and an area (they are then placed by their bbox).
+
+    Bands are named by asset key (``"B04"``, ``"visual.2"`` for band 2 of a
+    multi-band asset) or by ``eo:bands`` name or common name; previews never
+    match a common name, an alias never crosses to another centre wavelength,
+    and a name that matches different bands is an error listing them (see
+    :mod:`geoproc.io.bands`). A band that some items lack loads as nodata for
+    those items, with a warning, and :func:`read_report` lists them.
 
     Returns
     -------
@@ -134,7 +163,8 @@ def load(
         ``spatial_ref`` (CRS and GeoTransform, as rioxarray writes them).
         Unscaled bands keep their integer dtype and nodata value; scaled bands
         are ``dtype`` with NaN for nodata. ``attrs["input_items"]`` lists the
-        items used, in fuse order.
+        items used, in fuse order, and ``input_start``/``input_end`` the span
+        of their acquisitions (on the Dataset and on each variable).
 
     Notes
     -----
@@ -155,16 +185,20 @@ def load(
     ('time', 'y', 'x')
     """
     token = uuid.uuid4().hex if on_error == "fill" else None
-    prep = prepare(
-        items, bands, crs=crs, resolution=resolution, bbox=bbox, bounds=bounds, geometry=geometry, like=like,
-        anchor=anchor, chunks=chunks, groupby=groupby, resampling=resampling, dtype=dtype, raw=raw,
-        use_overviews=use_overviews, on_error=on_error, report_token=token,
-    )
     if reader is None:
         env = {**DEFAULT_GDAL_ENV, **gdal_defaults_from_environment(), **(gdal_env or {})}
         reader = RasterioReader(env, patch_url=patch_url, retries=retries)
+    prep = prepare(
+        items, bands, crs=crs, resolution=resolution, bbox=bbox, bounds=bounds, geometry=geometry, like=like,
+        anchor=anchor, chunks=chunks, groupby=groupby, resampling=resampling, dtype=dtype, raw=raw,
+        use_overviews=use_overviews, on_error=on_error, report_token=token, reader=reader, probe=probe,
+    )
+    token = prep.report_token
     grid = prep.grid
     ys, xs = grid.chunk_sizes(prep.chunk)
+    # where the data came from, on the Dataset and on each variable, so results derived from either
+    # describe their inputs (see geoproc._provenance)
+    provenance = {"input_items": prep.item_ids, "input_start": iso(prep.span[0]), "input_end": iso(prep.span[1])}
     data_vars = {}
     for band in prep.bands:
         name = f"load-{band.name}-" + tokenize(
@@ -181,10 +215,10 @@ def load(
         )
         graph = HighLevelGraph.from_collections(name, layer, dependencies=())
         arr = da.Array(graph, name, chunks=((len(prep.times),), ys, xs), dtype=band.dtype)
-        data_vars[band.name] = (("time", "y", "x"), arr, dict(band.attrs))
+        data_vars[band.name] = (("time", "y", "x"), arr, {**band.attrs, **provenance})
     ds = xr.Dataset(data_vars, coords={"time": prep.times, "y": grid.ys(), "x": grid.xs()})
     ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform).rio.write_coordinate_system()
-    ds.attrs["input_items"] = prep.item_ids
+    ds.attrs.update(provenance)
     if token:
         ds.attrs["load_report"] = token
     return ds
@@ -206,9 +240,10 @@ class _ChunkTasks(BlockwiseDepDict):
 
 
 def read_report(data: xr.Dataset | xr.DataArray) -> LoadReport:
-    """The assets that a load with ``on_error="fill"`` could not read.
+    """The assets that a load with ``on_error="fill"`` could not read, and the items that lack a band.
 
-    Compute (or write) the data first: reads happen then.
+    Compute (or write) the data first: reads happen then. Missing bands are
+    known as soon as the load is built.
 
     Examples
     --------
@@ -220,5 +255,7 @@ def read_report(data: xr.Dataset | xr.DataArray) -> LoadReport:
     """
     token = data.attrs.get("load_report")
     if not token:
-        raise InvalidArgumentError("this object was not loaded with on_error='fill', so there is no read report")
+        raise InvalidArgumentError(
+            "this object was not loaded with on_error='fill' and no item lacked a band, so there is no read report"
+        )
     return LoadReport(token)

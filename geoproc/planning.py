@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._prepare import prepare
+from .io.items import numpy_dtype
 from .io.reader import shrink_factor
 
 __all__ = ["LoadPlan", "plan"]
@@ -22,7 +23,9 @@ class LoadPlan:
     items, items_used
         Items given, and items that overlap the grid.
     bands
-        Band names, and their output dtypes.
+        Band names, and their output dtypes (``"unknown"`` where the metadata
+        gives no data type: :func:`geoproc.load` reads one header per band and
+        collection to learn it; estimates then assume 2 bytes per pixel).
     shape
         ``(time, y, x)`` of each band.
     crs, resolution, bounds
@@ -80,10 +83,19 @@ def _size(n: float) -> str:
     return f"{n} B"
 
 
+def _itemsize(data_type: str | None, band) -> int:
+    dtype = numpy_dtype(data_type)
+    if dtype is not None:
+        return dtype.itemsize
+    return band.dtype.itemsize if band.dtype_known else 2
+
+
 def plan(items, bands, **load_args) -> LoadPlan:
     """Describe what :func:`geoproc.load` would do with these arguments, without reading pixels.
 
-    Takes the same arguments as :func:`geoproc.load`.
+    Takes the same arguments as :func:`geoproc.load`. Opens no file (``probe``
+    defaults to ``False`` here): what the metadata does not say is reported as
+    unknown, so a plan needs no network and costs the same for 10 or 10,000 items.
 
     Examples
     --------
@@ -95,9 +107,17 @@ def plan(items, bands, **load_args) -> LoadPlan:
     reads       180 asset windows, about 15.9 MiB uncompressed
     output      49.5 MiB; largest chunk of one band 5.0 MiB
     """
-    for name in ("reader", "patch_url", "retries", "gdal_env", "on_error"):
+    probe = load_args.pop("probe", False)
+    reader = load_args.pop("reader", None)
+    if probe and reader is None:
+        from .io.reader import DEFAULT_GDAL_ENV, RasterioReader
+        from .io.storage import gdal_defaults_from_environment
+
+        env = {**DEFAULT_GDAL_ENV, **gdal_defaults_from_environment(), **(load_args.get("gdal_env") or {})}
+        reader = RasterioReader(env, patch_url=load_args.get("patch_url"), retries=load_args.get("retries", 3))
+    for name in ("patch_url", "retries", "gdal_env", "on_error"):
         load_args.pop(name, None)
-    prep = prepare(items, bands, **load_args)
+    prep = prepare(items, bands, reader=reader, probe=probe, **load_args)
     grid = prep.grid
     n_time = len(prep.times)
     reads, nbytes = 0, 0.0
@@ -110,12 +130,15 @@ def plan(items, bands, **load_args) -> LoadPlan:
                 iy = max(0.0, min(cb[3], fp[3]) - max(cb[1], fp[1]))
                 if ix <= 0 or iy <= 0:
                     continue
-                # the overview a read would use (COG overviews halve the resolution level by level)
-                shrink = shrink_factor(task.grid, a.crs, a.resolution)
-                ovr = 2 ** int(math.floor(math.log2(shrink) + 1e-9)) if shrink >= 2 else 1
-                src_px = (fp[2] - fp[0]) / a.shape[1]  # a source pixel, in output units
+                if a.placed:
+                    # the overview a read would use (COG overviews halve the resolution level by level)
+                    shrink = shrink_factor(task.grid, a.crs, a.resolution)
+                    ovr = 2 ** int(math.floor(math.log2(shrink) + 1e-9)) if shrink >= 2 else 1
+                    src_px = (fp[2] - fp[0]) / a.shape[1]  # a source pixel, in output units
+                else:  # no proj: metadata: count output pixels
+                    ovr, src_px = 1, task.grid.transform.a
                 px = (ix / (src_px * ovr)) * (iy / (src_px * ovr))
-                itemsize = np.dtype(a.data_type).itemsize if a.data_type else band.dtype.itemsize
+                itemsize = _itemsize(a.data_type, band)
                 reads += 1
                 nbytes += px * itemsize
     n_chunks = len(prep.bands[0].tasks)
@@ -123,7 +146,7 @@ def plan(items, bands, **load_args) -> LoadPlan:
     return LoadPlan(
         items=prep.n_items,
         items_used=len(prep.item_ids),
-        bands={b.name: b.dtype.name for b in prep.bands},
+        bands={b.name: b.dtype.name if b.dtype_known else "unknown" for b in prep.bands},
         shape=(n_time, grid.height, grid.width),
         crs=grid.crs,
         resolution=grid.resolution,
@@ -133,6 +156,10 @@ def plan(items, bands, **load_args) -> LoadPlan:
         tasks=n_chunks * len(prep.bands),
         reads=reads,
         bytes_to_read=round(nbytes),
-        bytes_out=int(sum(n_time * grid.height * grid.width * b.dtype.itemsize for b in prep.bands)),
-        chunk_bytes=int(max(n_time * cy * cx * b.dtype.itemsize for b in prep.bands)),
+        bytes_out=int(sum(n_time * grid.height * grid.width * _out_itemsize(b) for b in prep.bands)),
+        chunk_bytes=int(max(n_time * cy * cx * _out_itemsize(b) for b in prep.bands)),
     )
+
+
+def _out_itemsize(band) -> int:
+    return band.dtype.itemsize if band.dtype_known else 2

@@ -18,7 +18,9 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from affine import Affine
 
 import numpy as np
 import rasterio
@@ -28,12 +30,12 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from ..errors import AssetReadError, InvalidArgumentError
-from ..grid import GridSpec, normalize_crs, transform_bounds
+from ..grid import ALIGN_TOLERANCE, GridSpec, normalize_crs, transform_bounds
 from ..kernels.mosaic import fuse_into
 from .items import AssetSpec
 from .report import record_failure
 
-__all__ = ["DEFAULT_GDAL_ENV", "Reader", "RasterioReader", "ChunkTask", "read_chunk", "resampling_method", "is_transient", "shrink_factor"]
+__all__ = ["DEFAULT_GDAL_ENV", "Reader", "RasterioReader", "ChunkTask", "Header", "read_chunk", "resampling_method", "is_transient", "shrink_factor"]
 
 #: GDAL settings for reading COGs over HTTP/S3: no directory listing when a file
 #: is opened, header and block caching, merged range requests, and retries of
@@ -51,6 +53,7 @@ DEFAULT_GDAL_ENV: dict[str, str | int | bool] = {
 }
 
 _RESAMPLING = {r.name: r for r in Resampling}
+T = TypeVar("T")
 
 
 def resampling_method(name: str) -> Resampling:
@@ -116,6 +119,13 @@ class RasterioReader:
 
     def read(self, asset: AssetSpec, grid: GridSpec, resampling: str, overviews: bool = True) -> tuple[np.ndarray, np.ndarray]:
         method = resampling_method(resampling)
+        return self._retrying(asset, lambda href: _read(href, asset, grid, method, overviews))
+
+    def header(self, asset: AssetSpec) -> Header:
+        """The file's grid and data type, read from its header (with the same retries as reads)."""
+        return self._retrying(asset, lambda href: _header(href, asset))
+
+    def _retrying(self, asset: AssetSpec, action: Callable[[str], T]) -> T:
         attempt = 0
         while True:
             href = self.patch_url(asset.href) if self.patch_url else asset.href
@@ -126,7 +136,7 @@ class RasterioReader:
                 env["CPL_VSIL_CURL_NON_CACHED"] = _NON_CACHED
             try:
                 with rasterio.Env(**env):
-                    return _read(href, asset, grid, method, overviews)
+                    return action(href)
             except (RasterioError, OSError) as exc:
                 failure = exc
             if attempt < self.retries and is_transient(failure):
@@ -144,8 +154,35 @@ class RasterioReader:
             )
 
 
+@dataclass(frozen=True)
+class Header:
+    """What a file header says about one band: grid, data type and nodata."""
+
+    crs: str | None
+    transform: Affine
+    shape: tuple[int, int]
+    dtype: str
+    nodata: float | None
+
+
+def _header(href: str, asset: AssetSpec) -> Header:
+    with rasterio.open(href) as src:
+        _check_band(src, asset)
+        crs = None if src.crs is None else _source_crs(src, asset)
+        return Header(crs, src.transform, (src.height, src.width), src.dtypes[asset.band_index - 1], src.nodata)
+
+
+def _check_band(src, asset: AssetSpec) -> None:
+    if not 1 <= asset.band_index <= src.count:
+        raise AssetReadError(
+            f"item {asset.item_id!r} asset {asset.key!r} at {asset.href} has {src.count} band(s), "
+            f"so band {asset.band_index} ({asset.band!r}) does not exist; ask for '{asset.key}.1' .. '{asset.key}.{src.count}'"
+        )
+
+
 def _read(href: str, asset: AssetSpec, grid: GridSpec, method: Resampling, overviews: bool) -> tuple[np.ndarray, np.ndarray]:
     with rasterio.open(href) as src:
+        _check_band(src, asset)
         level = _overview_level(src, asset, grid) if overviews else None
         if level is None:
             return _read_open(src, asset, grid, method)
@@ -179,21 +216,26 @@ def _overview_level(src, asset: AssetSpec, grid: GridSpec) -> int | None:
 
 def _on_lattice(value: float) -> int | None:
     nearest = round(value)
-    return nearest if abs(value - nearest) < 1e-6 else None
+    return nearest if abs(value - nearest) < ALIGN_TOLERANCE else None
 
 
-def _aligned(src_transform, grid: GridSpec) -> tuple[int, int, int] | None:
+def _aligned(src_transform, grid: GridSpec, src_shape: tuple[int, int] = (1, 1)) -> tuple[int, int, int] | None:
     """``(row, col, k)`` when each file pixel covers exactly k x k output pixels, edges shared.
 
     ``row, col``: the output grid's top-left pixel, in output pixels from the file's
     corner. Nearest-neighbour sampling is then integer indexing: an output pixel
     centre never falls on a file pixel edge, so there are no ties to break.
+    Edges count as shared within :data:`~geoproc.grid.ALIGN_TOLERANCE` pixels,
+    across the whole file (a pixel size off by 1e-9 drifts over 10,000 pixels).
     """
     t, g = src_transform, grid.transform
     if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
         return None
-    k = _on_lattice(t.a / g.a)
-    if not k or _on_lattice(t.e / g.e) != k:
+    k = round(t.a / g.a)
+    if k < 1 or round(t.e / g.e) != k:
+        return None
+    span = max(src_shape) * k  # output pixels across the file
+    if abs(t.a / g.a - k) * span >= ALIGN_TOLERANCE or abs(t.e / g.e - k) * span >= ALIGN_TOLERANCE:
         return None
     col = _on_lattice((g.c - t.c) / g.a)
     row = _on_lattice((g.f - t.f) / g.e)
@@ -205,6 +247,11 @@ def _aligned(src_transform, grid: GridSpec) -> tuple[int, int, int] | None:
 def _source_crs(src, asset: AssetSpec) -> str:
     """The file's CRS; the item's ``proj:`` CRS when the file header has none (some NetCDF, plain TIFFs)."""
     if src.crs is None:
+        if asset.crs is None:
+            raise AssetReadError(
+                f"item {asset.item_id!r} asset {asset.key!r} at {asset.href}: neither the file nor the item "
+                "(proj:epsg/proj:code) gives a CRS, so its pixels cannot be placed; add proj:code to the item"
+            )
         return asset.crs
     epsg = src.crs.to_epsg()
     return f"EPSG:{epsg}" if epsg is not None else normalize_crs(src.crs)
@@ -215,7 +262,7 @@ def _read_open(src, asset: AssetSpec, grid: GridSpec, resampling: Resampling) ->
     nodata = asset.nodata if asset.nodata is not None else src.nodata
     src_crs = _source_crs(src, asset)
     same_crs = src_crs == grid.crs
-    aligned = _aligned(src.transform, grid) if same_crs else None
+    aligned = _aligned(src.transform, grid, (src.height, src.width)) if same_crs else None
     if aligned is not None and (aligned[2] == 1 or resampling == Resampling.nearest):
         return _read_aligned(src, asset, grid, *aligned, nodata)
     with WarpedVRT(

@@ -10,11 +10,18 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-__all__ = ["record_failure", "LoadReport", "TOPIC_PREFIX"]
+__all__ = ["record_failure", "record_missing", "LoadReport", "TOPIC_PREFIX"]
 
 TOPIC_PREFIX = "geoproc-load-failures-"
 _LOCAL: dict[str, list[dict]] = {}
+_MISSING: dict[str, dict[str, tuple[str, ...]]] = {}
 _LOCK = threading.Lock()
+
+
+def record_missing(token: str, band: str, item_ids: tuple[str, ...]) -> None:
+    """Record, when a load is prepared (in the client's process), the items that lack ``band``."""
+    with _LOCK:
+        _MISSING.setdefault(token, {})[band] = tuple(item_ids)
 
 
 def record_failure(token: str, record: dict) -> None:
@@ -65,13 +72,20 @@ class LoadReport:
             entry["chunks"] += 1
         return sorted(merged.values(), key=lambda e: (e["item_id"], e["asset"]))
 
+    def missing(self) -> dict[str, tuple[str, ...]]:
+        """``{band: item ids}`` of items that have no such band (loaded as nodata); known before any read."""
+        with _LOCK:
+            return dict(_MISSING.get(self.token, {}))
+
     def __len__(self) -> int:
         return len(self.failures())
 
     def __str__(self) -> str:
-        failures = self.failures()
-        if not failures:
-            return "no failed reads"
-        lines = [f"{len(failures)} asset(s) could not be read and were filled with nodata:"]
-        lines += [f"  {f['item_id']} {f['asset']} ({f['href']}): {f['error']}" for f in failures]
-        return "\n".join(lines)
+        failures, missing = self.failures(), self.missing()
+        lines = []
+        for band, ids in sorted(missing.items()):
+            lines.append(f"band {band!r} is missing from {len(ids)} item(s), loaded as nodata: {', '.join(ids)}")
+        if failures:
+            lines.append(f"{len(failures)} asset(s) could not be read and were filled with nodata:")
+            lines += [f"  {f['item_id']} {f['asset']} ({f['href']}): {f['error']}" for f in failures]
+        return "\n".join(lines) or "no failed reads"
