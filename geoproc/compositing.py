@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from ._blocks import is_dask
+from ._provenance import time_span
 from .errors import GeoprocError, InvalidArgumentError, UnknownBandError
 from .kernels.composite import METHODS, count_valid, decode, percentile_time, quality_select, reduce_time
 from .kernels.geomedian import geomedian, medoid
@@ -321,13 +322,14 @@ def composite(
         return _composite_multiband(data, method, mask, dim, score, bands, tol, max_iter)
     if isinstance(data, xr.Dataset):
         out = xr.Dataset({k: composite(v, method, mask=mask, dim=dim) for k, v in data.data_vars.items()})
-        out.attrs = dict(data.attrs)
+        out.attrs = {**data.attrs, **time_span(data, dim)}
         return out
     ordered = _time_first(data, dim)
     invalid = _invalid(mask, ordered)
     values = composite_array(ordered.data, invalid, method, decoding(ordered))
     out = xr.DataArray(values, dims=ordered.dims[1:], coords=_coords_without(ordered, dim), name=data.name)
     out.attrs = {k: v for k, v in data.attrs.items() if k not in ("scale", "offset", "nodata")}
+    out.attrs.update(time_span(ordered, dim))  # the dates composited, not the time of writing
     out.attrs["composite"] = method
     if method != "count":
         out.attrs["nodata"] = np.nan
@@ -389,8 +391,9 @@ def _composite_multiband(data, method, mask, dim, score, bands, tol, max_iter) -
     out = xr.Dataset()
     for i, (n, var) in enumerate(zip(names, ordered)):
         attrs = {k: v for k, v in var.attrs.items() if k not in ("scale", "offset", "nodata")}
-        out[n] = xr.DataArray(values[i], dims=ref.dims[1:], coords=coords, attrs={**attrs, "nodata": np.nan})
-    out.attrs = {**data.attrs, "composite": method}
+        out[n] = xr.DataArray(values[i], dims=ref.dims[1:], coords=coords,
+                              attrs={**attrs, **time_span(ref, dim), "nodata": np.nan})
+    out.attrs = {**data.attrs, **time_span(ref, dim), "composite": method}
     if method == "geomedian":
         out.attrs.update(tol=float(tol), max_iter=int(max_iter))
     if method == "quality":

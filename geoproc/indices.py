@@ -38,6 +38,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ._provenance import carry
 from . import _formula
 from ._blocks import is_dask, map_blocks
 from .errors import InvalidArgumentError, UnknownBandError
@@ -578,7 +579,7 @@ def index(
     '(1.0 + L) * (N - R) / (N + R + L)'
     """
     values, (spec,), first, (attrs,) = _compute(data, [name], bands, {**(constants or {}), **kwargs}, True)
-    return xr.DataArray(values, dims=first.dims, coords=first.coords, name=spec.short_name, attrs=attrs)
+    return xr.DataArray(values, dims=first.dims, coords=first.coords, name=spec.short_name, attrs={**carry(data), **attrs})
 
 
 def spectral_indices(
@@ -624,7 +625,7 @@ def spectral_indices(
     if len(set(labels)) != len(labels):
         raise InvalidArgumentError(f"an index is asked for twice in {labels}; list each once")
     variables = {label: (first.dims, values[j], a) for j, (label, a) in enumerate(zip(labels, attrs, strict=True))}
-    return xr.Dataset(variables, coords=first.coords)
+    return xr.Dataset(variables, coords=first.coords, attrs=carry(data))
 
 
 def ndvi(data: xr.Dataset | xr.DataArray, *, bands: Mapping[str, str] | None = None) -> xr.DataArray:

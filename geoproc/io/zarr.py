@@ -47,6 +47,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
 from ..errors import InvalidArgumentError, OutputError
+from .._provenance import collect
 from .output_item import output_item
 from .storage import Location, S3Options, object_store, parse_location, redact, s3_options, zarr_store
 
@@ -259,7 +260,9 @@ def _as_dataset(data: xr.DataArray | xr.Dataset, attrs: Mapping[str, Any] | None
             ds[name].encoding["coordinates"] = " ".join(
                 sorted({*ds[name].encoding.get("coordinates", "").split(), "spatial_ref"})
             )
-    ds.attrs = _json_safe({**ds.attrs, **(attrs or {}), "geoproc_version": __version__})
+    # provenance from the data itself (its variables' attrs when the Dataset's own have none), so that
+    # a result written from Python describes its inputs as a workflow's does
+    ds.attrs = _json_safe({**collect(ds), **ds.attrs, **(attrs or {}), "geoproc_version": __version__})
     for name, var in ds.data_vars.items():
         if var.dtype.kind not in "biuf":
             raise InvalidArgumentError(
