@@ -165,3 +165,96 @@ def test_errors():
         cloud_mask(ds, classes=["clouds"])
     with pytest.raises(InvalidArgumentError, match="kind"):
         cloud_mask(qa, kind="fmask")
+
+
+# --- the tables, pinned by literal values from their sources (never read back from geoproc's own constants) -----
+
+
+def test_scl_classes_and_default_mask_are_esas():
+    """Sentinel-2 L2A Scene Classification: ESA, "Sentinel-2 Products Specification Document" (S2-PDGS-TAS-DI-PSD),
+    L2A SCL table, and the Sen2Cor Software Release Note / Product Readme (class 2 "dark area pixels", "cast shadows"
+    from processing baseline 04.00); geoproc's default mask as the README documents it: no data, saturated or
+    defective, cloud shadows, cloud medium and high probability, thin cirrus."""
+    from geoproc.masking import SCL_CLASSES, SCL_DEFAULT_MASK
+
+    assert SCL_CLASSES == {
+        0: "no_data",
+        1: "saturated_or_defective",
+        2: "dark_area_pixels",
+        3: "cloud_shadows",
+        4: "vegetation",
+        5: "not_vegetated",
+        6: "water",
+        7: "unclassified",
+        8: "cloud_medium_probability",
+        9: "cloud_high_probability",
+        10: "thin_cirrus",
+        11: "snow",
+    }
+    assert tuple(SCL_DEFAULT_MASK) == (0, 1, 3, 8, 9, 10)
+    codes = xr.DataArray(np.arange(12, dtype=np.uint8), dims="x", name="scl")
+    #                          0     1      2     3      4      5      6      7     8     9     10     11
+    expected = np.array([True, True, False, True, False, False, False, False, True, True, True, False])
+    np.testing.assert_array_equal(cloud_mask(codes).values, expected)
+    np.testing.assert_array_equal(cloud_mask(codes.chunk(5)).values, expected)
+    # names select the classes ESA gives them (the README's example among them)
+    by_name = {
+        "no_data": 0, "saturated_or_defective": 1, "dark_area_pixels": 2, "cloud_shadows": 3, "vegetation": 4,
+        "not_vegetated": 5, "water": 6, "unclassified": 7, "cloud_medium_probability": 8,
+        "cloud_high_probability": 9, "thin_cirrus": 10, "snow": 11,
+    }
+    for name, code in by_name.items():
+        assert np.flatnonzero(cloud_mask(codes, classes=[name]).values).tolist() == [code], name
+    readme = cloud_mask(codes, classes=["cloud_high_probability", "cloud_shadows"])
+    assert np.flatnonzero(readme.values).tolist() == [3, 9]
+    assert cloud_mask(codes, classes=[2, 11]).attrs["masked_classes"] == [2, 11]
+
+
+# USGS, "Landsat 8-9 Collection 2 (C2) Level 2 Science Product (L2SP) Guide" (LSDS-1619) and "Landsat 8-9 OLI/TIRS
+# Collection 2 Level 1 Data Format Control Book" / product guide (LSDS-1328), QA_PIXEL bit table: bit 0 fill,
+# 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow, 5 snow, 6 clear, 7 water, 8-9 cloud confidence, 10-11 cloud
+# shadow confidence, 12-13 snow/ice confidence, 14-15 cirrus confidence (00 none, 01 low, 10 medium, 11 high).
+USGS_QA_BITS = {"fill": 0, "dilated_cloud": 1, "cirrus": 2, "cloud": 3, "shadow": 4, "snow": 5, "water": 7}
+USGS_QA_CONFIDENCE = {"cloud": 8, "shadow": 10, "snow": 12, "cirrus": 14}
+CLEAR_BIT = 6
+
+
+def test_qa_pixel_bits_and_confidences_are_usgs():
+    from geoproc.masking import CONFIDENCE_LEVELS, QA_PIXEL_CONFIDENCE
+
+    assert QA_PIXEL_FLAGS == USGS_QA_BITS
+    assert QA_PIXEL_CONFIDENCE == USGS_QA_CONFIDENCE
+    assert CONFIDENCE_LEVELS == {"low": 1, "medium": 2, "high": 3}
+    assert tuple(QA_PIXEL_DEFAULT_MASK) == ("fill", "dilated_cloud", "cirrus", "cloud", "shadow")
+    # each flag masks a pixel with its own bit set and nothing else, and never the clear bit (6) alone
+    single = xr.DataArray(np.array([1 << b for b in range(16)], np.uint16), dims="x", name="qa_pixel")
+    for name, bit in USGS_QA_BITS.items():
+        got = cloud_mask(single, classes=[name]).values
+        assert np.flatnonzero(got).tolist() == [bit], (name, np.flatnonzero(got))
+    assert not cloud_mask(single, classes=list(USGS_QA_BITS)).values[CLEAR_BIT]
+    # the default mask: bits 0-4
+    assert np.flatnonzero(cloud_mask(single).values).tolist() == [0, 1, 2, 3, 4]
+    # a clear land pixel of Landsat 8 (clear bit 6, low cloud/shadow/snow/cirrus confidence: 2^6+2^8+2^10+2^12+2^14)
+    clear = 64 + 256 + 1024 + 4096 + 16384
+    assert clear == 21824
+    # ... the same over water (+ bit 7), and snow (+ bit 5, snow confidence high: + bit 13)
+    values = np.array([clear, clear + 128, clear + 32 + 8192], np.uint16)
+    qa = xr.DataArray(values, dims="x", name="qa_pixel")
+    np.testing.assert_array_equal(cloud_mask(qa).values, [False, False, False])
+    np.testing.assert_array_equal(cloud_mask(qa, classes=["water"]).values, [False, True, False])
+    np.testing.assert_array_equal(cloud_mask(qa, classes=["snow"]).values, [False, False, True])
+    np.testing.assert_array_equal(cloud_mask(qa, classes=["fill"], confidence={"snow": "high"}).values,
+                                  [False, False, True])
+
+
+@pytest.mark.parametrize("name, low_bit", sorted(USGS_QA_CONFIDENCE.items()))
+def test_qa_pixel_confidence_levels_at_usgs_bits(name, low_bit):
+    """Two bits from ``low_bit``: 00 none, 01 low, 10 medium, 11 high; a level masks itself and the levels above."""
+    codes = np.array([level << low_bit for level in range(4)], np.uint16)
+    qa = xr.DataArray(codes, dims="x", name="qa_pixel")
+    expected = {"low": [False, True, True, True], "medium": [False, False, True, True], "high": [False, False, False, True]}
+    for level, want in expected.items():
+        np.testing.assert_array_equal(cloud_mask(qa, classes=[], confidence={name: level}).values, want, err_msg=level)
+    # the neighbouring bits (another confidence) mask nothing
+    others = xr.DataArray(np.array([3 << b for b in range(8, 16, 2) if b != low_bit], np.uint16), dims="x", name="qa")
+    assert not cloud_mask(others, kind="qa_pixel", classes=[], confidence={name: "low"}).values.any()
