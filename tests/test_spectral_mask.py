@@ -222,3 +222,133 @@ def test_errors_and_pickling():
 
     lazy = spectral_classes(ds.chunk({"y": 40, "x": 45}))
     assert b"numba" not in cloudpickle.dumps(dict(lazy.data.__dask_graph__())), "a kernel is pickled by value"
+
+
+# --- the published thresholds, pinned literally, and met by pixels on both sides ----------------------------------
+
+
+def test_fmask_thresholds_are_the_published_values():
+    """Zhu & Woodcock 2012, "Object-based cloud and cloud shadow detection in Landsat imagery", Remote Sensing of
+    Environment 118:83-94: Eq. 1 basic test (Band 7 > 0.03, NDSI < 0.8, NDVI < 0.8), Eq. 2 whiteness < 0.7, Eq. 3
+    HOT (Band 1 - 0.5 Band 3 - 0.08 > 0), Eq. 4 Band 4 / Band 5 > 0.75, Eq. 5 water (NDVI < 0.01 and Band 4 < 0.11,
+    or 0 < NDVI < 0.1 and Band 4 < 0.05), Eq. 19 (0.02 darker NIR), Eq. 20 snow (NDSI > 0.15, Band 4 > 0.11,
+    Band 2 > 0.1); Zhu, Wang & Woodcock 2015 (RSE 159:269-277), cirrus band > 0.01. ``shadow_ratio`` 0.8 is
+    geoproc's own documented choice."""
+    expected = {
+        "swir22_min": 0.03, "ndsi_max": 0.8, "ndvi_max": 0.8, "whiteness_max": 0.7, "hot_offset": 0.08,
+        "nir_swir16_min": 0.75, "cirrus_min": 0.01, "water_ndvi_max": 0.01, "water_nir_max": 0.11,
+        "water_ndvi_max_low": 0.1, "water_nir_max_low": 0.05, "snow_ndsi_min": 0.15, "snow_nir_min": 0.11,
+        "snow_green_min": 0.1, "shadow_nir_difference": 0.02, "shadow_ratio": 0.8,
+    }
+    assert vars(FmaskThresholds()) == expected
+    # the kernel gets them in its order
+    from geoproc.kernels.spectral_mask import THRESHOLD_NAMES
+
+    np.testing.assert_array_equal(FmaskThresholds().pixel_tests(), [expected[n] for n in THRESHOLD_NAMES])
+
+
+def _pixels(spectra: list[dict]) -> xr.Dataset:
+    """One pixel per spectrum (two identical rows), 10 m apart, as float32 reflectance."""
+    n = len(spectra)
+    data = {b: (("y", "x"), np.tile(np.array([s[b] for s in spectra], np.float32), (2, 1))) for b in BANDS}
+    return xr.Dataset(data, coords={"y": [5e6, 5e6 - 10.0], "x": 4e5 + 10.0 * np.arange(n)})
+
+
+def _classes(spectra):
+    """The pixel tests alone: no 3 x 3 fill, no shadow search (classes 0 clear, 1 water, 3 snow, 4 cloud)."""
+    return spectral_classes(_pixels(spectra), shadows=False, cloud_fill=False).values[0].tolist()
+
+
+def _spectrum(blue, green, red, nir, swir16, swir22):
+    return dict(zip(BANDS, (blue, green, red, nir, swir16, swir22)))
+
+
+def test_water_test_on_both_sides_of_each_threshold():
+    """Eq. 5; blue 0.02 keeps the haze test (Eq. 3) negative and green = SWIR-1.6 keeps NDSI at 0 (no snow)."""
+    def px(red, nir):
+        return _spectrum(0.02, 0.05, red, nir, 0.05, 0.02)
+
+    cases = [
+        (px(0.050, 0.045), 1),  # NDVI -0.05, NIR 0.045: first part
+        (px(0.110, 0.105), 1),  # NDVI -0.02, NIR 0.105 < 0.11
+        (px(0.120, 0.115), 0),  # NDVI -0.02, NIR 0.115 > 0.11
+        (px(0.160, 0.150), 0),  # NIR 0.15: water only if the NIR threshold were 0.2
+        (px(0.0785, 0.080), 1),  # NDVI 0.0095 < 0.01, NIR 0.08
+        (px(0.0776, 0.080), 0),  # NDVI 0.0152 > 0.01 and NIR 0.08 > 0.05: neither part
+        (px(0.040, 0.045), 1),  # NDVI 0.059 in (0, 0.1), NIR 0.045 < 0.05: second part
+        (px(0.050, 0.055), 0),  # NDVI 0.048, NIR 0.055 > 0.05
+        (px(0.0354, 0.045), 0),  # NDVI 0.12 > 0.1
+    ]
+    assert _classes([c for c, _ in cases]) == [w for _, w in cases]
+
+
+def test_snow_test_on_both_sides_of_each_threshold():
+    """Eq. 20 without its thermal test; SWIR-2.2 0.01 fails the basic test (Eq. 1), so no pixel is a cloud, and red
+    0.02 keeps NDVI high (no water)."""
+    def px(green, nir, ndsi):
+        swir16 = green * (1 - ndsi) / (1 + ndsi)  # NDSI = (green - swir16) / (green + swir16)
+        return _spectrum(0.3, green, 0.02, nir, swir16, 0.01)
+
+    cases = [
+        (px(0.5, 0.3, 0.20), 3),  # NDSI 0.2 > 0.15
+        (px(0.5, 0.3, 0.10), 0),  # NDSI 0.1 < 0.15
+        (px(0.5, 0.3, 0.30), 3),  # NDSI 0.3: snow unless the threshold were 0.4
+        (px(0.5, 0.12, 0.5), 3),  # NIR 0.12 > 0.11
+        (px(0.5, 0.10, 0.5), 0),  # NIR 0.10 < 0.11
+        (px(0.11, 0.3, 0.5), 3),  # green 0.11 > 0.1
+        (px(0.09, 0.3, 0.5), 0),  # green 0.09 < 0.1
+    ]
+    assert _classes([c for c, _ in cases]) == [w for _, w in cases]
+
+
+def test_cloud_tests_on_both_sides_of_each_threshold():
+    """Eq. 1-4 one at a time around a bright pixel that passes them all."""
+    def px(blue=0.45, green=0.3, red=0.3, nir=0.5, swir16=0.4, swir22=0.3):
+        return _spectrum(blue, green, red, nir, swir16, swir22)
+
+    cases = [
+        (px(), 4),  # whiteness 0.57, HOT 0.22, NIR/SWIR 1.25
+        (px(blue=0.52), 0),  # whiteness 0.79 > 0.7
+        (px(nir=0.32), 4),  # NIR/SWIR-1.6 0.8 > 0.75
+        (px(nir=0.28), 0),  # 0.7 < 0.75 (a cloud if the threshold were 0.6)
+        (px(swir22=0.035), 4),  # SWIR-2.2 above 0.03
+        (px(swir22=0.025), 0),
+        (px(blue=0.2, green=0.2, red=0.2, nir=0.2, swir16=0.15, swir22=0.1), 4),  # HOT 0.2 - 0.1 - 0.08 > 0
+        (px(blue=0.14, green=0.14, red=0.14, nir=0.2, swir16=0.15, swir22=0.1), 0),  # HOT -0.01
+        (px(green=0.9, swir16=0.08, nir=0.5), 0),  # NDSI 0.84 > 0.8 (and snow instead: 3)
+        (px(nir=0.9, red=0.05, swir16=0.4), 0),  # NDVI 0.89 > 0.8
+    ]
+    got = _classes([c for c, _ in cases])
+    want = [w for _, w in cases]
+    want[8] = 3  # the NDSI > 0.8 pixel is snow (Eq. 20) once it is no cloud
+    assert got == want
+
+
+@pytest.mark.parametrize("elevation", [20.0, 30.0, 45.0, 60.0, 70.0])
+def test_shadow_distance_is_height_over_tan_elevation(elevation):
+    """A cloud at height H casts its shadow H / tan(elevation) away, along the sun azimuth (plain geometry): a dark
+    patch there is shadow; one at H * tan(elevation) (the same distance only at 45 degrees) is not."""
+    import math
+
+    height, res = 300.0, 10.0
+    right = height / math.tan(math.radians(elevation)) / res  # px
+    wrong = height * math.tan(math.radians(elevation)) / res
+    ds = _scene(t=1, y=150, x=40)
+    r0, c0 = 20, 15  # a 10 x 10 px cloud; the sun in the north (azimuth 0): shadows fall south, to larger rows
+    _put(ds, CLOUD, slice(r0, r0 + 10), slice(c0, c0 + 10))
+    at = round(right)
+    _darken(ds, slice(r0 + at, r0 + at + 10), slice(c0, c0 + 10))
+    off = round(wrong)
+    apart = abs(off - at) >= 12
+    if apart:
+        _darken(ds, slice(r0 + off, r0 + off + 10), slice(c0, c0 + 10))
+    kw = {"sun_azimuth": 0.0, "sun_elevation": elevation, "cloud_height": (0.9 * height, 1.1 * height),
+          "background_radius": 300.0}
+    classes = spectral_classes(ds, **kw).values[0]
+    assert (classes[r0 + 2 : r0 + 8, c0 + 2 : c0 + 8] == 4).all()
+    assert (classes[r0 + at + 2 : r0 + at + 8, c0 + 2 : c0 + 8] == 2).all(), (elevation, at)
+    if apart:
+        assert (classes[r0 + off : r0 + off + 10, c0 : c0 + 10] == 0).all(), (elevation, off)
+    # nothing else is shadow: the zone is the cloud moved 0.9 .. 1.1 x the distance
+    rows = np.flatnonzero((classes == 2).any(axis=1))
+    assert rows.min() >= r0 + math.floor(0.9 * right) - 1 and rows.max() <= r0 + 9 + math.ceil(1.1 * right) + 1
