@@ -302,3 +302,174 @@ def test_monitors_find_the_archive_clearing(long_archive):
     f1, far = _scores(cc.detected.values == 1, changed)
     print(f"CCDC rule, archive clearing (red): F1 {f1:.3f}, false alarms {far:.2%}")
     assert f1 >= 0.9 and far <= 0.02
+
+
+# --- strucchange's table pinned literally; every parameter of the monitors moves the result as the formulas say ----
+
+# R strucchange 1.5-3, monitorMECritvalTable[h, period, 1 - alpha, "max"] (file R/critvals-monitoring.R), printed
+# with options(digits = 15): for 1 - alpha = 0.95, 0.975, 0.99, 0.995, 0.999; rows h = 0.25, 0.5, 1; columns
+# period = 2, 4, 6, 8, 10.
+STRUCCHANGE_MONITOR_ME_CRITVALS = {
+    0.05: {
+        0.25: (1.22762665817831, 1.33623105388957, 1.34108685187662, 1.34165681503561, 1.34182451007628),
+        0.5: (1.68732328328598, 1.88633090100410, 1.89958445059510, 1.90129850983572, 1.90200317899371),
+        1.0: (2.22408818231127, 2.70443676308234, 2.73714807589866, 2.74287924359951, 2.74592761324742),
+    },
+    0.025: {
+        0.25: (1.32335166269351, 1.42022026752427, 1.42362459481656, 1.42380433491698, 1.42381861952310),
+        0.5: (1.84186416555787, 2.03402198587187, 2.04266224216936, 2.04423035024309, 2.04438785665452),
+        1.0: (2.48305431089417, 2.95537968710744, 2.97653791054636, 2.97934036146678, 2.98001396428591),
+    },
+    0.01: {
+        0.25: (1.43326294742430, 1.51983679278537, 1.52159988186384, 1.52162850629023, 1.52164497279622),
+        0.5: (2.03146339358619, 2.20116995886405, 2.20853516508261, 2.20875377365514, 2.20907282819197),
+        1.0: (2.79961591720564, 3.25282963626160, 3.27400632880909, 3.27485973776243, 3.27693245691716),
+    },
+    0.005: {
+        0.25: (1.50729964467061, 1.59695604364839, 1.59797111384019, 1.59797111384019, 1.59797111384019),
+        0.5: (2.15191486007068, 2.32051977467861, 2.32525489078505, 2.32552183073452, 2.32552183073452),
+        1.0: (3.02945819897377, 3.46025134389695, 3.47339264373285, 3.47422654487876, 3.47422654487876),
+    },
+    0.001: {
+        0.25: (1.67397676536158, 1.74550948894458, 1.74550948894458, 1.74550948894458, 1.74550948894458),
+        0.5: (2.43457585062277, 2.56886151964252, 2.57025529149703, 2.57025529149703, 2.57025529149703),
+        1.0: (3.45472681303725, 3.93535696186154, 3.94102916093653, 3.94102916093653, 3.94102916093653),
+    },
+}
+
+
+def test_mosum_critical_values_are_strucchanges():
+    for alpha, rows in STRUCCHANGE_MONITOR_ME_CRITVALS.items():
+        for h, row in rows.items():
+            for period, value in zip((2, 4, 6, 8, 10), row):
+                assert mosum_critical_value(h, alpha, period) == value, (alpha, h, period)
+    assert mosum_critical_value() == 1.34182451007628  # bfastmonitor's defaults: h 0.25, level 0.05, end 10
+    with pytest.raises(InvalidArgumentError, match="period"):
+        mosum_critical_value(0.25, 0.05, 3)
+    with pytest.raises(InvalidArgumentError, match="h=0.3"):
+        mosum_critical_value(0.3, 0.05, 10)
+
+
+def _season_design(years: np.ndarray, harmonics: int, trend: bool, origin: float) -> np.ndarray:
+    """bfastmonitor's season-trend model written out: 1, t - t0, cos(2 pi k t), sin(2 pi k t)."""
+    cols = [np.ones_like(years)] + ([years - origin] if trend else [])
+    for k in range(1, harmonics + 1):
+        cols += [np.cos(2 * np.pi * k * years), np.sin(2 * np.pi * k * years)]
+    return np.stack(cols, axis=1)
+
+
+def _bfast_monitor_reference(y, ok, years, hist, mon, h, lam, harmonics, trend):
+    """strucchange mefp(OLS-MOSUM) + monitor for one series in float64: history = valid observations from ``hist``
+    to before ``mon``; process at the i-th valid observation (i > n) = sum of the last floor(h n) residuals over
+    sigma sqrt(n); boundary lam sqrt(2 log+(i / n)); the break is the first crossing. Returns the break index (-1
+    for none), the median monitoring residual, sigma and n."""
+    t = np.flatnonzero(ok & (np.arange(len(y)) >= hist))
+    x = _season_design(years, harmonics, trend, years[hist])[t]
+    hist_part = t < mon
+    n, p = int(hist_part.sum()), x.shape[1]
+    beta = np.linalg.lstsq(x[hist_part], y[t][hist_part].astype(np.float64), rcond=None)[0]
+    e = y[t].astype(np.float64) - x @ beta
+    sigma = np.sqrt(np.sum(e[:n] ** 2) / (n - p))
+    k = int(np.floor(h * n))
+    for i in range(n + 1, len(t) + 1):  # i-th valid observation, 1-based
+        process = e[i - k : i].sum() / (sigma * np.sqrt(n))
+        boundary = lam * np.sqrt(2 * max(1.0, np.log(i / n)))
+        if abs(process) > boundary:
+            return t[i - 1], np.median(e[n:]), sigma, n
+    return -1, np.median(e[n:]), sigma, n
+
+
+def _monitor_series(seed=5, pixels=24):
+    """Two years of history and one of monitoring, 8-day revisits; drops of several sizes (some small enough that
+    the window and the start date decide whether and when they are found), a few missing observations."""
+    r = np.random.default_rng(seed)
+    t = np.arange("2020-01-01", "2023-01-01", 8, dtype="datetime64[D]").astype("datetime64[ns]")
+    years = decimal_years(t)
+    y = 0.6 + 0.15 * np.cos(2 * np.pi * years)[:, None] + r.normal(0, 0.03, (len(t), pixels))
+    drop_at = np.searchsorted(t, np.datetime64("2022-04-01"))
+    y[drop_at:, :] -= np.linspace(0.0, 0.12, pixels)[None, :]
+    y[drop_at - 20 : drop_at - 14, 3] -= 0.2  # a short dip just before the monitoring start of some runs
+    y[r.random(y.shape) < 0.05] = np.nan
+    return xr.DataArray(y.astype(np.float32), dims=("time", "x"), coords={"time": t}), years
+
+
+@pytest.mark.parametrize("h, monitor_start", [(0.25, "2022-01-01"), (0.5, "2022-01-01"), (1.0, "2022-01-01"),
+                                              (0.25, "2021-09-15"), (0.5, "2022-02-03")])
+def test_bfast_monitor_h_and_monitor_start_as_strucchange(h, monitor_start):
+    series, years = _monitor_series()
+    lam = STRUCCHANGE_MONITOR_ME_CRITVALS[0.05][h][4]
+    out = bfast_monitor(series, monitor_start, h=h, harmonics=1, trend=True)
+    times = series.time.values
+    mon = int(np.searchsorted(times, np.datetime64(monitor_start), side="left"))  # the first date on or after it
+    assert out.attrs["monitor_start"] == str(times[mon]) and out.attrs["critical_value"] == lam
+    y = series.values.astype(np.float64)
+    breaks = 0
+    for i in range(y.shape[1]):
+        brk, mag, sigma, n = _bfast_monitor_reference(y[:, i], np.isfinite(y[:, i]), years, 0, mon, h, lam, 1, True)
+        assert int(out.n_history[i]) == n
+        want = np.datetime64("NaT") if brk < 0 else times[brk]
+        assert (np.isnat(out.break_date.values[i]) and brk < 0) or out.break_date.values[i] == want, (i, brk)
+        np.testing.assert_allclose(float(out.sigma[i]), sigma, rtol=1e-4)
+        np.testing.assert_allclose(float(out.magnitude[i]), mag, rtol=1e-4, atol=1e-6)
+        breaks += brk >= 0
+    assert 0 < breaks < y.shape[1]  # found for the large drops, not for the smallest
+
+
+def test_bfast_monitor_window_and_start_change_the_result():
+    """Not only equal to the reference: h and monitor_start do move breaks on this series."""
+    series, _ = _monitor_series()
+    dates = {h: bfast_monitor(series, "2022-01-01", h=h, harmonics=1).break_date.values for h in (0.25, 0.5, 1.0)}
+    assert not np.array_equal(dates[0.25], dates[0.5], equal_nan=True)
+    assert not np.array_equal(dates[0.5], dates[1.0], equal_nan=True)
+    k = 90
+    times = series.time.values
+    early = bfast_monitor(series, times[k], harmonics=1)
+    later = bfast_monitor(series, times[k + 1], harmonics=1)  # one observation later
+    assert early.attrs["monitor_start"] == str(times[k]) and later.attrs["monitor_start"] == str(times[k + 1])
+    # the history grows by observation k where it is valid; the history ends before monitor_start
+    np.testing.assert_array_equal(later.n_history.values - early.n_history.values, np.isfinite(series.values[k]))
+    assert not np.array_equal(early.sigma.values, later.sigma.values)
+
+
+def _ccdc_reference(y, ok, years, mon, k, thr, harmonics, trend):
+    """CCDC-style rule in float64: fit on the valid history, RMSE sqrt(RSS / (n - p)); the break is the first of k
+    valid monitoring observations in a row with |residual| > thr * RMSE."""
+    t = np.flatnonzero(ok)
+    x = _season_design(years, harmonics, trend, years[0])[t]
+    hist_part = t < mon
+    beta = np.linalg.lstsq(x[hist_part], y[t][hist_part].astype(np.float64), rcond=None)[0]
+    e = y[t].astype(np.float64) - x @ beta
+    n = int(hist_part.sum())
+    rmse = np.sqrt(np.sum(e[:n] ** 2) / (n - x.shape[1]))
+    out = np.abs(e) > thr * rmse
+    for j in range(n, len(t) - k + 1):
+        if out[j : j + k].all():
+            return t[j], np.median(e[j : j + k]), rmse
+    return -1, np.nan, rmse
+
+
+@pytest.mark.parametrize("consecutive, threshold", [(1, 2.0), (3, 3.0), (6, 3.0), (3, 5.0), (8, 2.5)])
+def test_ccdc_consecutive_and_threshold_as_the_rule_says(consecutive, threshold):
+    series, years = _monitor_series(seed=9)
+    out = ccdc_breaks(series, "2022-01-01", harmonics=1, consecutive=consecutive, threshold=threshold)
+    assert out.attrs["consecutive"] == consecutive and out.attrs["threshold"] == threshold
+    times = series.time.values
+    mon = int(np.searchsorted(times, np.datetime64("2022-01-01")))
+    y = series.values.astype(np.float64)
+    for i in range(y.shape[1]):
+        brk, mag, rmse = _ccdc_reference(y[:, i], np.isfinite(y[:, i]), years, mon, consecutive, threshold, 1, True)
+        got = out.break_date.values[i]
+        assert (brk < 0 and np.isnat(got)) or got == times[brk], (i, brk, got)
+        np.testing.assert_allclose(float(out.magnitude[i]), mag, rtol=1e-4, atol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(float(out.rmse[i]), rmse, rtol=1e-4)
+
+
+def test_ccdc_consecutive_and_threshold_change_the_result():
+    series, _ = _monitor_series(seed=9)
+
+    def found(**kw):
+        return ccdc_breaks(series, "2022-01-01", harmonics=1, **kw).detected.values.sum()
+
+    # a lower threshold or a shorter run finds more breaks (false alarms among them), a higher one fewer
+    assert found(consecutive=1, threshold=2.0) > found(consecutive=6, threshold=2.0) > found(consecutive=6, threshold=4.0)
+    assert found(consecutive=3, threshold=2.0) > found(consecutive=3, threshold=4.0)
