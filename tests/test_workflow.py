@@ -30,3 +30,66 @@ def test_overrides_and_unknown_keys(tmp_path):
         load_spec(tmp_path / "missing.yaml")
     with pytest.raises(InvalidArgumentError, match="lacks"):
         JobSpec.from_dict({"catalog": "x"})
+
+
+def test_cli_resume_keeps_the_regions_already_written(tmp_path, archive, capsys):
+    """`geoproc run JOB --resume` after an interrupted run writes only the missing regions: the chunk files already
+    stored keep their bytes and modification times (an overwrite would rewrite them all), and the result equals
+    that of an uninterrupted run. Without --resume (or --overwrite) the existing output is refused."""
+    import json
+    import os
+
+    import numpy as np
+    import yaml
+    from distributed import LocalCluster
+
+    import geoproc
+    from geoproc.cli import main
+    from geoproc.io.zarr import output_status
+
+    out = tmp_path / "out.zarr"
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({
+        "catalog": str(archive.catalog), "output": str(out), "index": "NDVI", "composite": "median",
+        "load": {"bands": ["red", "nir", "scl"], "resolution": 20, "chunks": 64},
+    }))
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+        run = ["run", str(job), "--no-progress", "--cluster", cluster.scheduler_address]
+        assert main(run) == 0
+        var = out / "ndvi_median"
+        full = geoproc.open_result(out)["ndvi_median"].values
+        total = output_status(out)["regions_total"]
+        assert total >= 4
+        # the state an interrupted run leaves: half the regions neither stored nor marked, status "writing"
+        chunk = json.loads((var / "zarr.json").read_text())["chunk_grid"]["configuration"]["chunk_shape"]
+        markers = sorted((tmp_path / "out.zarr.geoproc" / "done" / "1" / "ndvi_median").iterdir())
+        assert len(markers) == total
+        lost = []
+        for marker in markers[::2]:
+            (y0, _), (x0, _) = (part.split("+") for part in marker.name.split("_"))
+            path = var / "c" / str(int(y0) // chunk[0]) / str(int(x0) // chunk[1])
+            if path.exists():  # an all-NaN chunk is not stored at all
+                path.unlink()
+                lost.append(path)
+            marker.unlink()
+        assert lost
+        manifest_path = tmp_path / "out.zarr.geoproc" / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest_path.write_text(json.dumps({**manifest, "status": "writing"}))
+        kept = sorted(p for p in (var / "c").rglob("*") if p.is_file())
+        assert kept
+        for p in kept:
+            os.utime(p, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))  # 2001-09-09, a time no write sets
+        before = {p: p.read_bytes() for p in kept}
+
+        capsys.readouterr()
+        assert main(run) == 2  # neither --resume nor --overwrite: refused, nothing touched
+        assert "already exists" in capsys.readouterr().err
+        assert main([*run, "--resume"]) == 0
+    for p in kept:
+        assert p.stat().st_mtime_ns == 1_000_000_000_000_000_000, f"{p} was written again"
+        assert p.read_bytes() == before[p]
+    assert all(p.exists() for p in lost)
+    status = output_status(out)
+    assert status["status"] == "complete" and status["regions_done"] == total
+    np.testing.assert_array_equal(geoproc.open_result(out)["ndvi_median"].values, full)

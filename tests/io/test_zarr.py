@@ -268,3 +268,30 @@ def test_overwrite_refuses_what_is_not_a_zarr_store(tmp_path):
 def test_open_result_missing(tmp_path):
     with pytest.raises(OutputError, match="no Zarr store"):
         geoproc.open_result(tmp_path / "nope.zarr")
+
+
+@pytest.mark.parametrize("dx, dy", [(10.0, 0.0), (0.0, -20.0), (-30.0, 10.0), (5.0, 0.0)])
+def test_resume_and_append_refuse_a_shifted_grid_of_the_same_shape(tmp_path, dx, dy):
+    """Same variables, shape, dtype, CRS and chunks, on a grid moved by whole (or half) pixels: another result, so
+    resume and append refuse it before computing anything, and the stored values are untouched."""
+    target = tmp_path / "out.zarr"
+    geoproc.to_zarr(_result(), target)
+    before = {p: p.read_bytes() for p in sorted((target / "ndvi").rglob("*")) if p.is_file()}
+    moved = _result().assign_coords(x=_result().x + dx, y=_result().y + dy)
+    assert moved.shape == _result().shape and moved.chunks == _result().chunks
+    computed: list = []
+    with pytest.raises(OutputError, match="transform"):
+        geoproc.to_zarr(_counting(moved, computed), target, mode="resume")
+    assert computed == [] and before == {p: p.read_bytes() for p in before}
+
+    series = tmp_path / "series.zarr"
+    geoproc.to_zarr(_series(["2024-05-01", "2024-05-06"]), series, mode="a")
+    later = _series(["2024-05-11"])
+    later = later.assign_coords(x=later.x + dx, y=later.y + dy)
+    with pytest.raises(OutputError, match="transform"):
+        geoproc.to_zarr(_counting(later, computed), series, mode="a")
+    assert computed == [] and geoproc.open_result(series).sizes["time"] == 2
+    # the same grid is accepted: the check is the offset, not something that refuses every resume
+    geoproc.to_zarr(_result(), target, mode="resume")
+    geoproc.to_zarr(_series(["2024-05-11"]), series, mode="a")
+    assert geoproc.open_result(series).sizes["time"] == 3
