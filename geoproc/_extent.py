@@ -6,7 +6,8 @@ The defaults follow what a user of the items expects (each rule has a test in
 * **CRS**: the most common CRS among the requested assets; a tie goes to the
   CRS whose items lie nearest the centre of the area (near Fiji, UTM 60 for an
   area west of 180 degrees, UTM 1 east of it).
-* **Resolution**: the finest native resolution in that CRS. When the output CRS
+* **Resolution**: the finest native resolution in that CRS (its x and y
+  sizes, which differ for some DEMs in degrees). When the output CRS
   is none of the items' but has the same linear unit (one UTM zone for another),
   the native pixel size itself (10 m stays 10 m); otherwise one native pixel
   measured at the centre of its file in the output CRS.
@@ -127,6 +128,7 @@ def native_anchor(placed: Sequence[AssetSpec], crs: str, resolution: tuple[float
     """
     xres, yres = resolution
     phases: Counter = Counter()
+    exact: dict[tuple[int, int], tuple[float, float]] = {}
     for s in placed:
         t = s.transform
         if s.crs != crs or t.b != 0 or t.d != 0:
@@ -134,21 +136,23 @@ def native_anchor(placed: Sequence[AssetSpec], crs: str, resolution: tuple[float
         kx, ky = xres / abs(t.a), yres / abs(t.e)
         if round(kx) < 1 or round(ky) < 1 or abs(kx - round(kx)) > 1e-9 * kx or abs(ky - round(ky)) > 1e-9 * ky:
             continue
-        phases[(_phase(t.c, xres), _phase(t.f, yres))] += 1
+        (qx, px), (qy, py) = _phase(t.c, xres), _phase(t.f, yres)
+        phases[(qx, qy)] += 1
+        exact.setdefault((qx, qy), (px, py))
     if not phases:
         return None
-    (px, py), _ = max(phases.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
-    return (px, py)
+    best, _ = max(phases.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
+    return exact[best]
 
 
-def _phase(edge: float, res: float) -> float:
-    """``edge`` modulo ``res``, in [0, res), rounded so that float noise gives one value."""
+def _phase(edge: float, res: float) -> tuple[int, float]:
+    """``edge`` modulo ``res`` in [0, res): a key quantised to a millionth of a pixel (so float noise
+    gives one group), and the exact value."""
     p = math.fmod(edge, res)
     if p < 0:
         p += res
-    if abs(p - res) < ALIGN_TOLERANCE * res or abs(p) < ALIGN_TOLERANCE * res:
-        return 0.0
-    return float(round(p, 9))
+    steps = round(p / res * 1e6) % 1_000_000
+    return steps, (0.0 if steps == 0 else p)
 
 
 def output_grid(
@@ -208,10 +212,13 @@ def _resolution(resolution, placed: Sequence[AssetSpec], out_crs: str) -> tuple[
             "no item gives its pixel grid (proj:transform/proj:shape), so there is no native resolution; "
             "pass resolution=... or let the loader read the headers"
         )
-    native = [s.resolution for s in placed if s.crs == out_crs]
+    native = [s for s in placed if s.crs == out_crs]
     if native:
-        r = min(native)
-        return r, r
+        finest = min(native, key=lambda s: s.resolution)
+        t = finest.transform
+        if t.b == 0 and t.d == 0:  # north-up: its own x and y sizes (DEMs near the poles are not square)
+            return abs(t.a), abs(t.e)
+        return finest.resolution, finest.resolution
     finest = min(placed, key=lambda s: s.resolution)
     src, dst = _crs(finest.crs), _crs(out_crs)
     if _unit(src) is not None and _unit(src) == _unit(dst):
