@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from geoproc.testing import generate_archive
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from .helpers import missing_data
+
+#: The real data: ../shared/data beside the checkout, or where GEOPROC_SHARED_DATA points (a copy of the tree
+#: elsewhere, as scripts/mutation.sh makes, still finds it).
+SHARED_DATA = Path(os.environ.get("GEOPROC_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")
@@ -19,8 +24,9 @@ def archive(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """``../shared/data``; skipped where it is absent, except under CI=true or GEOPROC_REQUIRE_DATA=1 (a failure)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA} (clone the project with ../shared beside it)")
+        missing_data(f"real data not found at {SHARED_DATA} (clone the project with ../shared beside it)")
     return SHARED_DATA
 
 

@@ -12,6 +12,25 @@ import rasterio
 from geoproc.testing import OFFSET, SCALE
 
 
+def data_required() -> bool:
+    """Whether missing real data must fail the tests rather than skip them: under CI (``CI=true``, where
+    ``../shared/data`` is always there) or with ``GEOPROC_REQUIRE_DATA=1`` (``GEOPROC_REQUIRE_DATA=0`` lets CI skip)."""
+    return os.environ.get("GEOPROC_REQUIRE_DATA", os.environ.get("CI", "")).strip().lower() not in ("", "0", "false", "no")
+
+
+def missing_data(reason: str):
+    """Skip the test for want of real data, or fail it where the data is required (:func:`data_required`).
+
+    Every test that needs a file from ``../shared/data`` goes through this (or the ``shared_data`` fixture,
+    which does), so that no test can pass in CI by skipping.
+    """
+    import pytest
+
+    if data_required():
+        pytest.fail(f"{reason}; the real data is required here (CI=true or GEOPROC_REQUIRE_DATA=1)", pytrace=False)
+    pytest.skip(reason)
+
+
 def read(path: str, band: int = 1) -> np.ndarray:
     with rasterio.open(path) as src:
         return src.read(band)
