@@ -152,7 +152,7 @@ def _phase(edge: float, res: float) -> tuple[int, float]:
     if p < 0:
         p += res
     steps = round(p / res * 1e6) % 1_000_000
-    return steps, (0.0 if steps == 0 else p)
+    return steps, p
 
 
 def output_grid(
