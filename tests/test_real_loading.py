@@ -282,13 +282,25 @@ def test_landsat_finer_nearest_repeats_pixels(landsat):
     np.testing.assert_array_equal(ds.qa_pixel.values[0], up(qa))
 
 
-def test_landsat_default_grid_resamples_to_square_pixels(landsat):
-    """Without resolution/anchor: square pixels of the finer side, edges on multiples of it; pixels are
-    the exact nearest neighbours of the non-square source pixels."""
+def test_landsat_default_grid_is_the_files_own_non_square_grid(landsat):
+    """Without resolution/anchor: the file's own grid, non-square pixels and edges included (as odc-stac)."""
     ds = geoproc.load([landsat], ["red"], raw=True).compute()
     t = _item_transform(landsat)
     g = _grid(ds)
-    assert g.resolution == (min(t.a, -t.e), min(t.a, -t.e))
+    assert g.resolution == (t.a, -t.e) and t.a != -t.e
+    assert g.transform.almost_equals(t, precision=1e-9)
+    with rasterio.open(landsat.assets["red"].href) as src:
+        np.testing.assert_array_equal(ds.red.values[0], src.read(1))
+
+
+def test_landsat_square_pixels_on_request_are_exact_nearest_neighbours(landsat):
+    """Square pixels of the finer side, edges on multiples of it: the exact nearest neighbours of the
+    non-square source pixels."""
+    t = _item_transform(landsat)
+    res = min(t.a, -t.e)
+    ds = geoproc.load([landsat], ["red"], raw=True, resolution=res, anchor=(0, 0)).compute()
+    g = _grid(ds)
+    assert g.resolution == (res, res)
     assert g.transform.c % g.resolution[0] == 0 and g.transform.f % g.resolution[1] == 0
     ref, inside, edge = exact_nearest(landsat.assets["red"].href, g)
     assert inside.mean() > 0.95
