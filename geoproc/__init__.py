@@ -4,10 +4,11 @@ Find scenes in a STAC catalog, load them lazily onto one grid, process every
 chunk with numba kernels, and write Zarr, on a Dask cluster.
 
 >>> import geoproc
->>> items = geoproc.search("geoproc-demo/archive/catalog.json", datetime="2024-05")  # doctest: +SKIP
->>> ds = geoproc.load(items, ["red", "nir", "scl"], resolution=10)  # doctest: +SKIP
->>> ndvi = geoproc.composite(geoproc.ndvi(ds), "median", mask=geoproc.cloud_mask(ds))  # doctest: +SKIP
->>> geoproc.to_zarr(ndvi, "ndvi.zarr")  # doctest: +SKIP
+>>> items = geoproc.search("geoproc-demo/archive/catalog.json", datetime="2024-05")
+>>> ds = geoproc.load(items, ["red", "nir", "scl"], resolution=10)
+>>> ndvi = geoproc.composite(geoproc.ndvi(ds), "median", mask=geoproc.cloud_mask(ds))
+>>> geoproc.to_zarr(ndvi, "ndvi.zarr")
+'ndvi.zarr'
 """
 
 from importlib.metadata import PackageNotFoundError, version

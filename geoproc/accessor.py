@@ -1,6 +1,8 @@
 """The ``.geoproc`` accessor on xarray objects: aliases of the public functions, no logic.
 
->>> ds.geoproc.ndvi()  # same as geoproc.ndvi(ds)  # doctest: +SKIP
+>>> ds = xr.Dataset({"red": ("x", np.float32([0.1, 0.2])), "nir": ("x", np.float32([0.5, 0.3]))})
+>>> ds.geoproc.ndvi().equals(geoproc.ndvi(ds))  # the same function
+True
 """
 
 from __future__ import annotations

@@ -30,8 +30,10 @@ def connect(address: str | None = None, *, n_workers: int | None = None, threads
 
     Examples
     --------
-    >>> with connect() as client:  # doctest: +SKIP
-    ...     print(client.dashboard_link)
+    A local cluster for the duration of a block (what ``geoproc run`` does; ``tests/test_e2e.py`` runs it)::
+
+        with connect() as client:
+            print(client.dashboard_link)
     """
     from distributed import Client, LocalCluster
 

@@ -179,10 +179,12 @@ def load(
     Examples
     --------
     >>> import geoproc
-    >>> items = geoproc.search("geoproc-demo/archive/catalog.json", datetime="2024-06")  # doctest: +SKIP
-    >>> ds = geoproc.load(items, ["red", "nir", "scl"], resolution=10)  # doctest: +SKIP
-    >>> ds.red.dims  # doctest: +SKIP
-    ('time', 'y', 'x')
+    >>> items = geoproc.search("geoproc-demo/archive/catalog.json", datetime="2024-05")
+    >>> ds = geoproc.load(items, ["red", "nir", "scl"], resolution=10)
+    >>> ds.red.dims, ds.red.dtype.name, ds.scl.dtype.name
+    (('time', 'y', 'x'), 'float32', 'uint8')
+    >>> len(ds.attrs["input_items"]), ds.attrs["input_start"], ds.attrs["input_end"]
+    (18, '2024-05-03T09:50:00Z', '2024-05-28T09:50:10Z')
     """
     token = uuid.uuid4().hex if on_error == "fill" else None
     if reader is None:
@@ -247,11 +249,16 @@ def read_report(data: xr.Dataset | xr.DataArray) -> LoadReport:
 
     Examples
     --------
-    >>> ds = geoproc.load(items, ["red"], on_error="fill")  # doctest: +SKIP
-    >>> ds.red.mean().compute()  # doctest: +SKIP
-    >>> print(geoproc.read_report(ds))  # doctest: +SKIP
-    1 asset(s) could not be read and were filled with nodata:
-      S2X_33TA_20240508_L2A B04 (.../B04.tif): cannot read ...
+    >>> items = geoproc.search("geoproc-demo/archive/catalog.json")
+    >>> ds = geoproc.load(items, ["red"], resolution=40, on_error="fill")
+    >>> _ = ds.red.mean().compute()
+    >>> print(geoproc.read_report(ds))
+    no failed reads
+
+    With an asset that cannot be read, the report names it, and its pixels are nodata::
+
+        1 asset(s) could not be read and were filled with nodata:
+          S2X_33TA_20240508_L2A B04 (.../B04.tif): cannot read ...
     """
     token = data.attrs.get("load_report")
     if not token:

@@ -99,13 +99,14 @@ def plan(items, bands, **load_args) -> LoadPlan:
 
     Examples
     --------
-    >>> print(geoproc.plan(items, ["red", "nir", "scl"], resolution=10, chunks=512))  # doctest: +SKIP
-    items       15 of 15 overlap the grid
+    >>> items = geoproc.search("geoproc-demo/archive/catalog.json")
+    >>> print(geoproc.plan(items, ["red", "nir", "scl"], resolution=10, chunks=128))
+    items       18 of 18 overlap the grid
     bands       red (float32), nir (float32), scl (uint8)
-    grid        726 x 1589 px at 10 in EPSG:32633, 5 time slices
-    chunks      8 of 512 x 512 px (time whole); 24 load tasks
-    reads       180 asset windows, about 15.9 MiB uncompressed
-    output      49.5 MiB; largest chunk of one band 5.0 MiB
+    grid        138 x 356 px at 10 in EPSG:32633, 6 time slices
+    chunks      6 of 128 x 128 px (time whole); 18 load tasks
+    reads       180 asset windows, about 1.2 MiB uncompressed
+    output      2.5 MiB; largest chunk of one band 384.0 KiB
     """
     probe = load_args.pop("probe", False)
     reader = load_args.pop("reader", None)

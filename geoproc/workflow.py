@@ -156,9 +156,12 @@ def run_job(
 
     Examples
     --------
-    >>> from geoproc.workflow import DEMO_SPEC, JobSpec, run_job
-    >>> result = run_job(JobSpec.from_dict(DEMO_SPEC))  # doctest: +SKIP
-    >>> print(result.summary())  # doctest: +SKIP
+    The embedded demo job (what ``geoproc demo`` runs; ``tests/test_e2e.py`` runs it
+    and checks its output against the archive's ground truth)::
+
+        from geoproc.workflow import DEMO_SPEC, JobSpec, run_job
+        result = run_job(JobSpec.from_dict(DEMO_SPEC))
+        print(result.summary())
     """
     from . import cloud_mask, composite, index, load, search, to_zarr
     from .cluster import connect

@@ -156,19 +156,24 @@ def search(
 
     Examples
     --------
-    >>> items = geoproc.search(  # doctest: +SKIP
+    >>> items = geoproc.search(
     ...     "geoproc-demo/archive/catalog.json",
-    ...     bbox=(17.9, 45.9, 18.1, 46.0), datetime="2024-05/2024-07",
-    ...     query={"eo:cloud_cover": {"lt": 60}},
+    ...     bbox=(17.9, 45.0, 18.5, 46.0), datetime="2024-05-01/2024-05-20",
+    ...     query={"eo:cloud_cover": {"lt": 60}}, sortby="-datetime",
     ... )
-    >>> items = geoproc.search(  # doctest: +SKIP
-    ...     "https://earth-search.aws.element84.com/v1",
-    ...     collections="sentinel-2-l2a",
-    ...     intersects={"type": "Point", "coordinates": [18.0, 45.5]},
-    ...     datetime="2024-06/..",
-    ...     filter="eo:cloud_cover < 20 AND s2:nodata_pixel_percentage < 5",
-    ...     max_items=10, sortby="-datetime",
-    ... )
+    >>> len(items), items[0].datetime >= items[-1].datetime
+    (12, True)
+
+    The same arguments for a STAC API (network needed)::
+
+        items = geoproc.search(
+            "https://earth-search.aws.element84.com/v1",
+            collections="sentinel-2-l2a",
+            intersects={"type": "Point", "coordinates": [18.0, 45.5]},
+            datetime="2024-06/..",
+            filter="eo:cloud_cover < 20 AND s2:nodata_pixel_percentage < 5",
+            max_items=10, sortby="-datetime",
+        )
     """
     if sortby not in ("datetime", "-datetime"):
         raise InvalidArgumentError(f"sortby must be 'datetime' or '-datetime', got {sortby!r}")

@@ -546,12 +546,19 @@ def to_zarr(
 
     Examples
     --------
-    >>> geoproc.to_zarr(composite, "out/ndvi.zarr")  # doctest: +SKIP
+    >>> ds = geoproc.load(geoproc.search("geoproc-demo/archive/catalog.json"), ["red", "nir"], resolution=40)
+    >>> composite = geoproc.composite(geoproc.ndvi(ds), "median")
+    >>> geoproc.to_zarr(composite, "out/ndvi.zarr")
     'out/ndvi.zarr'
-    >>> geoproc.to_zarr(composite, "s3://bucket/ndvi.zarr", mode="resume")  # doctest: +SKIP
-    's3://bucket/ndvi.zarr'
-    >>> xr.open_zarr("out/ndvi.zarr").rio.crs  # doctest: +SKIP
-    CRS.from_epsg(32633)
+    >>> geoproc.to_zarr(composite, "out/ndvi.zarr", mode="resume")  # nothing left to write
+    'out/ndvi.zarr'
+    >>> xr.open_zarr("out/ndvi.zarr").rio.crs.to_epsg()
+    32633
+
+    On S3 and compatibles, the same with a URL (credentials from the environment
+    or ``storage_options``)::
+
+        geoproc.to_zarr(composite, "s3://bucket/ndvi.zarr", mode="resume")
     """
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -709,8 +716,11 @@ def output_status(url: str | os.PathLike, *, storage_options: Mapping[str, Any] 
 
     Examples
     --------
-    >>> geoproc.io.zarr.output_status("out/ndvi.zarr")["status"]  # doctest: +SKIP
-    'complete'
+    >>> ds = geoproc.load(geoproc.search("geoproc-demo/archive/catalog.json"), ["red"], resolution=40, chunks=64)
+    >>> _ = geoproc.to_zarr(ds, "out/red.zarr")
+    >>> status = geoproc.io.zarr.output_status("out/red.zarr")
+    >>> status["status"], status["regions_done"]
+    ('complete', 2)
     """
     target = _Target(url, storage_options)
     manifest = target.read_manifest()
@@ -725,9 +735,11 @@ def open_result(url: str | os.PathLike, *, storage_options: Mapping[str, Any] | 
 
     Examples
     --------
-    >>> ds = geoproc.open_result("out/ndvi.zarr")  # doctest: +SKIP
-    >>> ds.rio.crs  # doctest: +SKIP
-    CRS.from_epsg(32633)
+    >>> ds = geoproc.load(geoproc.search("geoproc-demo/archive/catalog.json"), ["red"], resolution=40)
+    >>> _ = geoproc.to_zarr(ds, "out/red.zarr")
+    >>> result = geoproc.open_result("out/red.zarr")
+    >>> result.rio.crs.to_epsg(), result.red.dims
+    (32633, ('time', 'y', 'x'))
     """
     target = _Target(url, storage_options)
     try:

@@ -314,8 +314,8 @@ def generate_archive(
     Examples
     --------
     >>> from geoproc.testing import generate_archive
-    >>> arc = generate_archive("/tmp/archive", size=128, dates=3)  # doctest: +SKIP
-    >>> len(arc.item_ids)  # doctest: +SKIP
+    >>> arc = generate_archive("archive", size=64, dates=3)
+    >>> len(arc.item_ids)
     9
     """
     if size < 64 or size % 2:
