@@ -29,7 +29,7 @@ from dask.highlevelgraph import HighLevelGraph
 from ._provenance import iso
 from ._prepare import DEFAULT_CHUNK_BYTES, grid_of, prepare
 from .errors import InvalidArgumentError
-from .io.reader import DEFAULT_GDAL_ENV, RasterioReader, Reader, read_chunk
+from .io.reader import DEFAULT_GDAL_ENV, DEFAULT_READ_CONCURRENCY, RasterioReader, Reader, read_chunk
 from .io.report import LoadReport
 from .io.storage import gdal_defaults_from_environment
 
@@ -59,6 +59,7 @@ def load(
     gdal_env: Mapping[str, object] | None = None,
     reader: Reader | None = None,
     probe: bool = True,
+    read_concurrency: int = DEFAULT_READ_CONCURRENCY,
 ) -> xr.Dataset:
     """Load STAC items lazily onto one grid.
 
@@ -148,6 +149,11 @@ def load(
         With ``False`` nothing is opened before compute: such bands load as
         ``dtype`` floats, and items without ``proj:`` need ``crs``,
         ``resolution`` and an area (they are then placed by their bbox).
+    read_concurrency
+        Reads of one chunk task in flight at once (default 8): a task's assets
+        are read by a per-process thread pool and fused in the same order as
+        one after another, so the result does not depend on it. Raise it for
+        object storage with high latency; 1 reads one asset at a time.
 
     Bands are named by asset key (``"B04"``, ``"visual.2"`` for band 2 of a
     multi-band asset) or by ``eo:bands`` name or common name; previews never
@@ -186,6 +192,8 @@ def load(
     >>> len(ds.attrs["input_items"]), ds.attrs["input_start"], ds.attrs["input_end"]
     (18, '2024-05-03T09:50:00Z', '2024-05-28T09:50:10Z')
     """
+    if isinstance(read_concurrency, bool) or not isinstance(read_concurrency, int) or read_concurrency < 1:
+        raise InvalidArgumentError(f"read_concurrency must be a whole number >= 1, not {read_concurrency!r}")
     token = uuid.uuid4().hex if on_error == "fill" else None
     if reader is None:
         env = {**DEFAULT_GDAL_ENV, **gdal_defaults_from_environment(), **(gdal_env or {})}
@@ -213,7 +221,7 @@ def load(
             {(0, iy, ix): task for (iy, ix), task in band.tasks.items()}, numblocks=(1, len(ys), len(xs)), token=name
         )
         layer = blockwise(
-            read_chunk, name, "tyx", per_chunk, "tyx", reader, None, numblocks={}, _data_producer=True
+            read_chunk, name, "tyx", per_chunk, "tyx", reader, None, read_concurrency, None, numblocks={}, _data_producer=True
         )
         graph = HighLevelGraph.from_collections(name, layer, dependencies=())
         arr = da.Array(graph, name, chunks=((len(prep.times),), ys, xs), dtype=band.dtype)

@@ -116,7 +116,7 @@ def plan(items, bands, **load_args) -> LoadPlan:
 
         env = {**DEFAULT_GDAL_ENV, **gdal_defaults_from_environment(), **(load_args.get("gdal_env") or {})}
         reader = RasterioReader(env, patch_url=load_args.get("patch_url"), retries=load_args.get("retries", 3))
-    for name in ("patch_url", "retries", "gdal_env", "on_error"):
+    for name in ("patch_url", "retries", "gdal_env", "on_error", "read_concurrency"):
         load_args.pop(name, None)
     prep = prepare(items, bands, reader=reader, probe=probe, **load_args)
     grid = prep.grid

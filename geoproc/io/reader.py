@@ -14,8 +14,12 @@ algorithm.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -35,7 +39,7 @@ from ..kernels.mosaic import fuse_into
 from .items import AssetSpec
 from .report import record_failure
 
-__all__ = ["DEFAULT_GDAL_ENV", "Reader", "RasterioReader", "ChunkTask", "Header", "read_chunk", "resampling_method", "is_transient", "shrink_factor"]
+__all__ = ["DEFAULT_GDAL_ENV", "Reader", "RasterioReader", "ChunkTask", "Header", "read_chunk", "DEFAULT_READ_CONCURRENCY", "resampling_method", "is_transient", "shrink_factor"]
 
 #: GDAL settings for reading COGs over HTTP/S3: no directory listing when a file
 #: is opened, header and block caching, merged range requests, and retries of
@@ -382,21 +386,112 @@ class ChunkTask:
             yield int(self.times[a]), self.specs[a:b]
 
 
-def read_chunk(task: ChunkTask, reader: Reader) -> np.ndarray:
+#: Reads of one chunk task in flight at once, by default (``load(..., read_concurrency=)``).
+#: At 40 ms per request, eight overlapping reads bring a task of 24 assets from 24 to
+#: about 3 sequential read times; on local disk the extra threads cost nothing measurable.
+DEFAULT_READ_CONCURRENCY = 8
+
+#: Threads of the per-process read pool: the sum over concurrent tasks of their reads in flight.
+MAX_READ_THREADS = 64
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _read_pool() -> ThreadPoolExecutor:
+    """The process's read pool (threads start on demand and are kept: GDAL's per-thread state stays warm)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(MAX_READ_THREADS, thread_name_prefix="geoproc-read")
+        return _POOL
+
+
+def _forget_pool_after_fork() -> None:
+    # a forked child has none of the parent's threads, so the parent's pool would never run anything
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+class _Prefetch:
+    """``(slot, asset, result getter)`` in fuse order, with up to ``concurrency`` reads started ahead."""
+
+    def __init__(self, jobs: list, task: ChunkTask, reader: Reader, concurrency: int):
+        self._jobs, self._task, self._reader, self._n = jobs, task, reader, concurrency
+        self._next = 0
+        self._ahead: deque = deque()  # (slot, asset, future)
+        self._skip = -1  # a slot that is full: start no more of its reads
+        self._pool = _read_pool()
+
+    def skip_slot(self, t: int) -> None:
+        self._skip = t
+        for slot, _, fut in self._ahead:
+            if slot == t:
+                fut.cancel()
+
+    def _fill(self) -> None:
+        task = self._task
+        while len(self._ahead) < self._n and self._next < len(self._jobs):
+            t, asset = self._jobs[self._next]
+            self._next += 1
+            if t == self._skip:
+                continue
+            fut = self._pool.submit(self._reader.read, asset, task.grid, task.resampling, task.overviews)
+            self._ahead.append((t, asset, fut))
+
+    def __iter__(self) -> Iterator[tuple[int, AssetSpec, Callable[[], tuple[np.ndarray, np.ndarray]]]]:
+        self._fill()
+        while self._ahead:
+            t, asset, fut = self._ahead[0]
+            yield t, asset, fut.result  # the caller waits for it (so at most n reads are in flight) ...
+            self._ahead.popleft()
+            self._fill()  # ... and only then is the next one started
+
+    def close(self) -> None:
+        """Cancel the reads not started yet (after an error, or at the end); running ones finish unheeded."""
+        for _, _, fut in self._ahead:
+            fut.cancel()
+        self._ahead.clear()
+        self._next = len(self._jobs)
+
+
+def read_chunk(task: ChunkTask, reader: Reader, concurrency: int = DEFAULT_READ_CONCURRENCY) -> np.ndarray:
     """Fill one ``(time, y, x)`` chunk: read each slot's assets, fuse by first valid pixel.
 
     Within a time slot the assets are tried in the order given; each output pixel
     takes the value of the first asset that has a valid (not nodata) pixel there.
+
+    Up to ``concurrency`` reads are in flight at once (threads of a per-process
+    pool; GDAL releases the GIL while it waits for the network or decompresses),
+    in fuse order, and their results are fused in that same order in this
+    thread, so the output is the sequential loop's, bit for bit. A slot whose
+    pixels are all filled reads no further assets (reads already started are
+    dropped), and only errors of reads that the sequential loop would have made
+    count: they raise, or with ``on_error="fill"`` are recorded, from this
+    thread (where a Dask worker can log them). At most ``concurrency`` results
+    wait in memory.
     """
     h, w = task.grid.shape
     out = np.full((task.n_time, h, w), task.fill, dtype=task.dtype)
     filled = np.zeros(h * w, dtype=bool)
-    for t, assets in task.slots():
-        filled[:] = False
-        target = out[t].reshape(-1)
-        for asset in assets:
+    jobs = [(t, asset) for t, assets in task.slots() for asset in assets]
+    if concurrency > 1 and len(jobs) > 1:
+        results = _Prefetch(jobs, task, reader, concurrency)
+    else:
+        results = ((t, asset, lambda asset=asset: reader.read(asset, task.grid, task.resampling, task.overviews)) for t, asset in jobs)
+    current, full = -1, False
+    try:
+        for t, asset, result in results:
+            if t != current:
+                current, full = t, False
+                filled[:] = False
+            if full:
+                continue  # the sequential loop stopped at the asset that filled the slot
             try:
-                raw, valid = reader.read(asset, task.grid, task.resampling, task.overviews)
+                raw, valid = result()
             except AssetReadError as exc:
                 if task.on_error != "fill":
                     raise
@@ -405,7 +500,12 @@ def read_chunk(task: ChunkTask, reader: Reader) -> np.ndarray:
                     {"item_id": asset.item_id, "asset": asset.key, "href": asset.href, "error": str(exc)},
                 )
                 continue
+            target = out[t].reshape(-1)
             n = fuse_into(target, filled, raw.reshape(-1), valid.reshape(-1), asset.scale, asset.offset, task.decode)
-            if n == h * w:
-                break
+            full = n == h * w
+            if full and isinstance(results, _Prefetch):
+                results.skip_slot(t)
+    finally:
+        if isinstance(results, _Prefetch):
+            results.close()
     return out
