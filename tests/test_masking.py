@@ -258,3 +258,115 @@ def test_qa_pixel_confidence_levels_at_usgs_bits(name, low_bit):
     # the neighbouring bits (another confidence) mask nothing
     others = xr.DataArray(np.array([3 << b for b in range(8, 16, 2) if b != low_bit], np.uint16), dims="x", name="qa")
     assert not cloud_mask(others, kind="qa_pixel", classes=[], confidence={name: "low"}).values.any()
+
+
+def test_float_codes_nan_and_nodata_count_as_no_data_or_fill():
+    """SCL and QA_PIXEL loaded as float (NaN where missing) or with a nodata value: NaN is SCL class 0 and QA fill
+    (bit 0) only, a pixel equal to ``nodata`` is fill only when fill is masked; the result is boolean either way."""
+    from geoproc.masking import qa_pixel_mask_array, scl_mask_array
+
+    scl = np.array([np.nan, 3.0, 4.0, 9.0, 1.0], np.float32)
+    for arr in (scl, da.from_array(scl, chunks=2)):
+        got = scl_mask_array(arr)
+        assert got.dtype == bool
+        np.testing.assert_array_equal(np.asarray(got), [True, True, False, True, True])
+        np.testing.assert_array_equal(np.asarray(scl_mask_array(arr, [0])), [True, False, False, False, False])
+        np.testing.assert_array_equal(np.asarray(scl_mask_array(arr, [1])), [False, False, False, False, True])
+    qa = np.array([np.nan, 21824.0, 22280.0, 2.0], np.float32)  # missing, clear, cloud, dilated cloud only
+    for arr in (qa, da.from_array(qa, chunks=2)):
+        got = qa_pixel_mask_array(arr)
+        assert got.dtype == bool
+        np.testing.assert_array_equal(np.asarray(got), [True, False, True, True])
+        np.testing.assert_array_equal(np.asarray(qa_pixel_mask_array(arr, ["fill"])), [True, False, False, False])
+        np.testing.assert_array_equal(np.asarray(qa_pixel_mask_array(arr, ["dilated_cloud"])), [False, False, False, True])
+    codes = np.array([0, 21824, 22280], np.uint16)  # 0: the loader's fill value, no bit set
+    assert qa_pixel_mask_array(codes).tolist() == [False, False, True]
+    assert qa_pixel_mask_array(codes, nodata=0).tolist() == [True, False, True]
+    assert qa_pixel_mask_array(codes, ["fill"], nodata=0).tolist() == [True, False, False]
+    assert qa_pixel_mask_array(codes, ["cloud"], nodata=0).tolist() == [False, False, True]
+    assert qa_pixel_mask_array(codes, nodata=np.nan).tolist() == [False, False, True]
+    # through cloud_mask: the nodata attribute of the band
+    band = xr.DataArray(codes, dims="x", name="qa_pixel", attrs={"nodata": 0})
+    assert cloud_mask(band).values.tolist() == [True, False, True]
+    assert cloud_mask(band, classes=["cloud"]).values.tolist() == [False, False, True]
+    with pytest.raises(InvalidArgumentError, match="integer"):
+        scl_mask_array(np.array(["a"]))
+    with pytest.raises(InvalidArgumentError, match="integer"):
+        qa_pixel_mask_array(np.array(["a"]))
+
+
+def test_confidence_levels_by_number_and_several_at_once():
+    qa = xr.DataArray(np.array([1 << 8, 2 << 8, 3 << 8, 3 << 14, (3 << 8) | (3 << 14), 3 << 10], np.uint16), dims="x",
+                      name="qa_pixel")
+    for level, name in ((1, "low"), (2, "medium"), (3, "high")):
+        np.testing.assert_array_equal(cloud_mask(qa, classes=[], confidence={"cloud": level}).values,
+                                      cloud_mask(qa, classes=[], confidence={"cloud": name}).values)
+    both = cloud_mask(qa, classes=[], confidence={"cloud": "high", "cirrus": "high"})
+    assert both.values.tolist() == [False, False, True, True, True, False]
+    assert both.attrs["masked_confidence"] == {"cloud": "high", "cirrus": "high"}
+    mixed = cloud_mask(qa, classes=[], confidence={"cloud": "medium", "shadow": "high"})
+    assert mixed.values.tolist() == [False, True, True, False, True, True]
+    for bad in (0, 4, "extreme"):
+        with pytest.raises(InvalidArgumentError, match="confidence level"):
+            cloud_mask(qa, confidence={"cloud": bad})
+    with pytest.raises(InvalidArgumentError, match="confidences exist for cloud, shadow, snow, cirrus"):
+        cloud_mask(qa, confidence={"water": "high"})
+    with pytest.raises(InvalidArgumentError, match="'clear' is also set on some shadow pixels"):
+        cloud_mask(qa, classes=["clear"])
+    with pytest.raises(InvalidArgumentError, match="unknown QA_PIXEL flag 'cloudy'; use some of fill, dilated_cloud"):
+        cloud_mask(qa, classes=["cloudy"])
+
+
+def test_outputs_keep_coords_and_say_what_they_mask():
+    """Every path returns a boolean DataArray named cloud_mask on the input's dims and coords, with attrs naming
+    what it masks; spectral options reach spectral_classes (band names, classes, shadows) in every method."""
+    ds = _scene()
+    ds["scl"].attrs = {}
+    expected_attrs = {
+        "scl": {"long_name": "pixels left out (True)", "source": "scl", "kind": "scl", "masked_classes": [0, 1, 3, 8, 9, 10]},
+        "spectral": {"long_name": "pixels left out (True)", "source": "spectral tests", "kind": "spectral",
+                     "masked_classes": [255, 4, 2]},
+    }
+    for method, kind in (("quality", "scl"), ("spectral", "spectral")):
+        out = cloud_mask(ds, method=method)
+        assert out.name == "cloud_mask" and out.dtype == bool and out.dims == ("time", "y", "x")
+        for c in ("time", "y", "x"):
+            np.testing.assert_array_equal(out[c].values, ds[c].values)
+        assert out.attrs == expected_attrs[kind], method
+    both = cloud_mask(ds, method="both")
+    assert both.name == "cloud_mask" and both.attrs["kind"] == "scl + spectral"
+    np.testing.assert_array_equal(both.x.values, ds.x.values)
+    qa = xr.DataArray(np.array([[1, 21824]], np.uint16), dims=("y", "x"), coords={"y": [5.0], "x": [1.0, 2.0]}, name="QA_PIXEL")
+    got = cloud_mask(qa, confidence={"cloud": 2})
+    assert got.name == "cloud_mask" and got.dims == ("y", "x") and got.x.values.tolist() == [1.0, 2.0]
+    assert got.attrs == {"long_name": "pixels left out (True)", "source": "QA_PIXEL", "kind": "qa_pixel",
+                         "masked_flags": ["fill", "dilated_cloud", "cirrus", "cloud", "shadow"],
+                         "masked_confidence": {"cloud": "2"}}
+    # spectral options: band names mapped, in auto (no quality band) and spectral modes; classes from either place
+    renamed = ds.drop_vars("scl").rename({"nir": "B08"})
+    plain = cloud_mask(ds.drop_vars("scl"))
+    np.testing.assert_array_equal(cloud_mask(renamed, spectral={"bands": {"nir": "B08"}}).values, plain.values)
+    clouds = cloud_mask(ds, method="spectral", spectral={"classes": ["cloud"]})
+    assert clouds.attrs["masked_classes"] == [4] and not clouds.values[:, 24:30, 12:18].any()
+    assert cloud_mask(ds.drop_vars("scl"), spectral={"classes": ["cloud"]}).attrs["masked_classes"] == [4]
+    assert cloud_mask(ds, method="spectral", classes=["shadow"], spectral={"classes": ["cloud"]}).attrs["masked_classes"] == [2]
+    no_shadows = cloud_mask(ds, method="spectral", spectral={"shadows": False})
+    assert plain.values[:, 24:30, 12:18].all() and not no_shadows.values[:, 24:30, 12:18].any()
+    with pytest.raises(UnknownBandError, match="no quality band 'quality' in the dataset"):
+        cloud_mask(ds, band="quality", method="quality")
+    with pytest.raises(UnknownBandError, match="no quality band 'scl/qa_pixel'"):
+        cloud_mask(ds[["red"]])
+
+
+@pytest.mark.parametrize("prefix, sensor", [
+    # Landsat Collection 2 product ids (USGS LSDS-1619): LXSS_..., sensor L C/O/E/T, satellite 04..09
+    ("LC08", "landsat"), ("LC09", "landsat"), ("LO08", "landsat"), ("LO09", "landsat"), ("LE07", "landsat"),
+    ("LT05", "landsat"), ("LT04", "landsat"),
+    # Sentinel-2 product names (ESA): S2A/S2B/S2C_MSIL2A_..., and the S2_/S2X ids of derived and synthetic items
+    ("S2A", "sentinel-2"), ("S2B", "sentinel-2"), ("S2C", "sentinel-2"), ("S2_", "sentinel-2"), ("S2X", "sentinel-2"),
+])
+def test_sensor_from_item_ids(prefix, sensor):
+    ds = xr.Dataset(attrs={"input_items": [f"{prefix}_L2SP_000000_20200101", f"{prefix.lower()}_x"]})
+    assert sensor_of(ds) == sensor
+    mixed = xr.Dataset(attrs={"input_items": [f"{prefix}_a", "LC08_b" if sensor != "landsat" else "S2A_b"]})
+    assert sensor_of(mixed) is None
