@@ -473,3 +473,97 @@ def test_ccdc_consecutive_and_threshold_change_the_result():
     # a lower threshold or a shorter run finds more breaks (false alarms among them), a higher one fewer
     assert found(consecutive=1, threshold=2.0) > found(consecutive=6, threshold=2.0) > found(consecutive=6, threshold=4.0)
     assert found(consecutive=3, threshold=2.0) > found(consecutive=3, threshold=4.0)
+
+
+def test_defaults_are_bfastmonitors_and_ccdcs():
+    """bfastmonitor (R package bfast): formula response ~ trend + harmon, order = 3, h = 0.25, level = 0.05, end = 10;
+    CCDC (Zhu & Woodcock 2014, RSE 144:152-171): a change confirmed by 6 consecutive observations."""
+    import inspect
+
+    def defaults(f):
+        return {k: p.default for k, p in inspect.signature(f).parameters.items() if p.default is not inspect.Parameter.empty}
+
+    b = defaults(bfast_monitor)
+    assert (b["harmonics"], b["trend"], b["h"], b["alpha"], b["period"]) == (3, True, 0.25, 0.05, 10)
+    c = defaults(ccdc_breaks)
+    assert (c["harmonics"], c["trend"], c["consecutive"], c["threshold"]) == (3, True, 6, 3.0)
+    assert (defaults(harmonic_fit)["harmonics"], defaults(harmonic_fit)["trend"]) == (3, True)
+    series, _ = _monitor_series(pixels=4)
+    out = bfast_monitor(series, "2022-01-01")
+    assert (out.attrs["harmonics"], out.attrs["trend"], out.attrs["h"], out.attrs["alpha"], out.attrs["period"]) == (3, 1, 0.25, 0.05, 10)
+    assert out.attrs["critical_value"] == 1.34182451007628
+
+
+def test_harmonic_fit_start_end_and_min_obs():
+    series, years = _monitor_series(pixels=4)
+    t = series.time.values
+    y = series.values.astype(np.float64)
+    fit = harmonic_fit(series, harmonics=2, start="2020-06-01", end="2021-06-01")
+    first, stop = int(np.searchsorted(t, np.datetime64("2020-06-01"))), int(np.searchsorted(t, np.datetime64("2021-06-01")))
+    assert fit.attrs == {"time_origin": float(years[first]), "harmonics": 2, "trend": 1}
+    x = _season_design(years, 2, True, years[first])
+    for i in range(4):
+        ok = np.isfinite(y[:, i]) & (np.arange(len(t)) >= first) & (np.arange(len(t)) < stop)
+        beta = np.linalg.lstsq(x[ok], y[ok, i], rcond=None)[0]
+        np.testing.assert_allclose(fit.coefficients.values[:, i], beta, rtol=1e-4, atol=1e-5)
+        assert int(fit.n_obs[i]) == ok.sum()
+        rmse = np.sqrt(np.sum((y[ok, i] - x[ok] @ beta) ** 2) / (ok.sum() - x.shape[1]))
+        np.testing.assert_allclose(float(fit.rmse[i]), rmse, rtol=1e-4)
+    assert fit.n_obs.dtype == np.int16 and fit.reason.dtype == np.uint8 and (fit.reason.values == 0).all()
+    assert list(fit.coef.values) == ["intercept", "trend", "cos1", "sin1", "cos2", "sin2"]
+    no_trend = harmonic_fit(series, harmonics=1, trend=False)
+    assert list(no_trend.coef.values) == ["intercept", "cos1", "sin1"] and no_trend.attrs["trend"] == 0
+    n = int(fit.n_obs.values.max())
+    strict = harmonic_fit(series, harmonics=2, start="2020-06-01", end="2021-06-01", min_obs=n + 1)
+    assert (strict.reason.values == 1).all() and np.isnan(strict.coefficients.values).all()
+    with pytest.raises(InvalidArgumentError, match="no date between"):
+        harmonic_fit(series, start="2021-01-01", end="2021-01-01")
+
+
+def test_monitor_outputs_history_start_trend_and_min_obs():
+    series, years = _monitor_series(pixels=6)
+    t = series.time.values
+    hist = int(np.searchsorted(t, np.datetime64("2020-07-01")))
+    mon = int(np.searchsorted(t, np.datetime64("2022-01-01")))
+    y = series.values.astype(np.float64)
+    cc = ccdc_breaks(series, "2022-01-01", history_start="2020-07-01", harmonics=1, trend=False, consecutive=3)
+    assert cc.attrs == {
+        "method": "CCDC-style consecutive anomalies", "history_start": str(t[hist]), "monitor_start": str(t[mon]),
+        "consecutive": 3, "threshold": 3.0, "harmonics": 1, "trend": 0, "time_origin": float(years[hist]),
+    }
+    for i in range(6):
+        ok = np.isfinite(y[:, i]) & (np.arange(len(t)) >= hist)
+        x = _season_design(years, 1, False, years[hist])
+        h = ok & (np.arange(len(t)) < mon)
+        beta = np.linalg.lstsq(x[h], y[h, i], rcond=None)[0]
+        rmse = np.sqrt(np.sum((y[h, i] - x[h] @ beta) ** 2) / (h.sum() - 3))
+        np.testing.assert_allclose(float(cc.rmse[i]), rmse, rtol=1e-4)
+        assert int(cc.n_history[i]) == h.sum()
+    bf = bfast_monitor(series, "2022-01-01", history_start="2020-07-01", harmonics=1, trend=False)
+    assert bf.attrs["history_start"] == str(t[hist]) and bf.attrs["time_origin"] == float(years[hist])
+    np.testing.assert_array_equal(bf.n_history.values, cc.n_history.values)
+    for out in (cc, bf):
+        assert out.detected.dtype == np.uint8 and out.reason.dtype == np.uint8 and out.n_history.dtype == np.int16
+        assert out.break_date.dtype == np.dtype("datetime64[ns]")
+        assert out.detected.attrs == {"nodata": 255, "flag_values": [0, 1], "flag_meanings": "no_break break"}
+        assert out.reason.attrs == {
+            "flag_values": [0, 1, 2, 3],
+            "flag_meanings": "ok too_few_valid_observations_in_the_history_period no_valid_observation_in_the_monitoring_period "
+                             "model_not_determined_by_the_valid_dates_(collinear)_or_zero_residual_variance",
+        }
+        assert np.isnan(out.magnitude.attrs["nodata"])
+        hit = out.detected.values == 1
+        assert hit.any() and (~np.isnat(out.break_date.values[hit])).all() and np.isnat(out.break_date.values[~hit]).all()
+    assert "rmse" in cc and "sigma" in bf and np.isnan(cc.rmse.attrs["nodata"])
+    # min_obs: more valid history observations than there are: every pixel is "too few" (reason 1, nodata 255)
+    for f in (ccdc_breaks, bfast_monitor):
+        few = f(series, "2022-01-01", harmonics=1, min_obs=len(t))
+        assert (few.reason.values == 1).all() and (few.detected.values == 255).all() and np.isnat(few.break_date.values).all()
+        assert (f(series, "2022-01-01", harmonics=1, min_obs=10).reason.values == 0).all()
+    with pytest.raises(InvalidArgumentError, match="threshold > 0"):
+        ccdc_breaks(series, "2022-01-01", threshold=0.0)
+    assert (ccdc_breaks(series, "2022-01-01", consecutive=1, threshold=0.5).reason.values == 0).all()
+    # dask input: the same datasets
+    lazy = ccdc_breaks(series.chunk({"x": 2}), "2022-01-01", history_start="2020-07-01", harmonics=1, trend=False, consecutive=3)
+    for v in cc.data_vars:
+        np.testing.assert_array_equal(lazy[v].values, cc[v].values)
