@@ -352,3 +352,98 @@ def test_shadow_distance_is_height_over_tan_elevation(elevation):
     # nothing else is shadow: the zone is the cloud moved 0.9 .. 1.1 x the distance
     rows = np.flatnonzero((classes == 2).any(axis=1))
     assert rows.min() >= r0 + math.floor(0.9 * right) - 1 and rows.max() <= r0 + 9 + math.ceil(1.1 * right) + 1
+
+
+@pytest.mark.parametrize("azimuth", [30.0, 120.0, 210.0, 300.0, 63.0])
+@pytest.mark.parametrize("flip", ["", "y", "x"])
+def test_shadow_falls_along_any_azimuth_on_any_grid_orientation(azimuth, flip):
+    """The shadow of a cloud lies H / tan(el) away from it, opposite the sun, in map (east, north) coordinates, on
+    north-up and south-up grids and with x running west; chunked (halo included) equals whole."""
+    import math
+
+    el, height, res = 40.0, 250.0, 10.0
+    d = height / math.tan(math.radians(el)) / res  # px, about 29.8
+    az = math.radians(azimuth)
+    de, dn = -math.sin(az) * d, -math.cos(az) * d  # the shadow is away from the sun
+    ds = _scene(t=1, y=100, x=100)
+    rc, cc = 50, 50  # cloud centre (row, col) on a north-up, east-right grid
+    _put(ds, CLOUD, slice(rc - 4, rc + 4), slice(cc - 4, cc + 4))
+    rs, cs = round(rc - dn), round(cc + de)
+    _darken(ds, slice(rs - 4, rs + 4), slice(cs - 4, cs + 4))
+    rw, cw = round(rc + dn), round(cc - de)  # the same patch on the sunny side: not shadow
+    _darken(ds, slice(rw - 4, rw + 4), slice(cw - 4, cw + 4))
+    if flip:
+        ds = ds.isel({flip: slice(None, None, -1)})
+    kw = {"sun_azimuth": azimuth, "sun_elevation": el, "cloud_height": (200.0, 300.0), "background_radius": 200.0}
+    classes = spectral_classes(ds, **kw)
+    chunked = spectral_classes(ds.chunk({"y": 23, "x": 31}), **kw)
+    np.testing.assert_array_equal(chunked.values, classes.values)
+    north_up = classes.sortby("y", ascending=False).sortby("x").values[0]
+    assert (north_up[rs - 2 : rs + 2, cs - 2 : cs + 2] == 2).all(), (azimuth, flip)
+    assert (north_up[rw - 3 : rw + 3, cw - 3 : cw + 3] == 0).all(), (azimuth, flip)
+    assert classes.attrs["shadow_search"] == ["projected"]
+
+
+def test_sun_angles_match_items_within_12_hours_and_average_on_the_circle():
+    def item(iid, when, az=None, el=None):
+        props = {} if az is None else {"view:sun_azimuth": az, "view:sun_elevation": el}
+        return pystac.Item(iid, None, None, when, props)
+
+    utc = dt.timezone.utc
+    day = dt.datetime(2024, 5, 1, 10, tzinfo=utc)
+    items = [
+        item("no-angles", day),  # skipped, not the end of the list
+        item("a", day, 20.0, 40.0), item("b", day + dt.timedelta(hours=1), 40.0, 44.0),
+        item("c", day + dt.timedelta(days=1, minutes=1), 100.0, 50.0),  # 11 h 59 min before the second step
+        item("far", day + dt.timedelta(days=2, hours=11, minutes=30), 200.0, 60.0),  # 12 h 30 min from the third
+    ]
+    times = np.array(["2024-05-01T10:00", "2024-05-02T22:00", "2024-05-04T10:00"], "datetime64[ns]")
+    ds = xr.Dataset(coords={"time": times})
+    az, el = sun_angles(ds, items)
+    np.testing.assert_allclose(az, [30.0, 100.0, np.nan], atol=1e-9)
+    np.testing.assert_allclose(el, [42.0, 50.0, np.nan])
+    ds.attrs["input_items"] = ["b", "c"]  # only the load's items count
+    az, el = sun_angles(ds, items)
+    np.testing.assert_allclose(az, [40.0, 100.0, np.nan], atol=1e-9)
+    np.testing.assert_allclose(el, [44.0, 50.0, np.nan])
+    around = [item("x", day, 350.0, 30.0), item("y", day, 20.0, 30.0), item("z", day, 330.0, 30.0)]
+    az, _ = sun_angles(xr.Dataset(coords={"time": times[:1]}), around)
+    np.testing.assert_allclose(az, [math_degrees_mean([350.0, 20.0, 330.0])], atol=1e-9)
+    with pytest.raises(InvalidArgumentError, match="no time coordinate"):
+        sun_angles(xr.Dataset(), items)
+
+
+def math_degrees_mean(angles):
+    """Circular mean of angles in degrees, in [0, 360)."""
+    import math
+
+    s = sum(math.sin(math.radians(a)) for a in angles)
+    c = sum(math.cos(math.radians(a)) for a in angles)
+    return math.degrees(math.atan2(s, c)) % 360.0
+
+
+def test_distances_are_metres_at_any_resolution_and_attrs_describe_the_run():
+    """Buffers, the background window and shadow_distance are in metres: at 20 m a 40 m buffer is 2 px."""
+    from scipy import ndimage as ndi
+
+    ds = _scene(t=1, y=60, x=60, res=20.0)
+    _put(ds, CLOUD, slice(20, 30), slice(20, 30))
+    base = spectral_classes(ds, shadows=False).values[0] == 4
+    yy, xx = np.mgrid[-2:3, -2:3]
+    buffered = spectral_classes(ds, shadows=False, cloud_buffer=40.0).values[0] == 4
+    np.testing.assert_array_equal(buffered, ndi.binary_dilation(base, structure=yy**2 + xx**2 <= 4))
+    _darken(ds, slice(32, 36), slice(22, 28))  # 2-6 px (40-120 m) south of the cloud
+    near = spectral_classes(ds, shadow_distance=140.0, background_radius=200.0).values[0]
+    assert (near[33:35, 23:27] == 2).all()
+    assert not (spectral_classes(ds, shadow_distance=20.0, background_radius=200.0).values[0] == 2).any()
+    grown = spectral_classes(ds, shadow_distance=140.0, background_radius=200.0, shadow_buffer=40.0).values[0] == 2
+    np.testing.assert_array_equal(grown, ndi.binary_dilation(near == 2, structure=yy**2 + xx**2 <= 4) & (near != 4))
+    out = spectral_classes(ds, shadow_distance=140.0)
+    assert out.name == "spectral_classes" and out.dtype == np.uint8 and out.dims == ("time", "y", "x")
+    np.testing.assert_array_equal(out.x.values, ds.x.values)
+    assert out.attrs["flag_values"] == [0, 1, 2, 3, 4, 255]
+    assert out.attrs["flag_meanings"] == "clear water shadow snow cloud no_data"
+    assert out.attrs["bands"] == ["blue", "green", "red", "nir", "swir16", "swir22"]
+    assert out.attrs["thresholds"]["whiteness_max"] == 0.7 and out.attrs["shadow_search"] == ["nearby"]
+    assert spectral_classes(ds, shadows=False).attrs["shadow_search"] == ["off"]
+    assert spectral_classes(ds, shadow_distance=None).attrs["shadow_search"] == ["anywhere"]
