@@ -8,7 +8,8 @@
 #
 # The run happens in a copy under .mutation/MODULE (ignored by git), so the checkout is never touched: the package
 # as committed plus the module and its test files as they are in the working tree (MUTATION_REV=<commit>:
-# everything as of that commit, e.g. to measure the score before new tests). Afterwards `cd .mutation/MODULE && ../../.venv/bin/mutmut results` lists the survivors and
+# everything as of that commit; MUTATION_TESTS_REV=<commit>: the code as committed, the tests of that commit, e.g.
+# to measure the score before new tests). Afterwards `cd .mutation/MODULE && ../../.venv/bin/mutmut results` lists the survivors and
 # `../../.venv/bin/mutmut show NAME` shows one. The last line printed is the score: killed / (mutants tested).
 # Needs the test extra (`bash scripts/install.sh test`), which brings mutmut.
 set -euo pipefail
@@ -39,7 +40,10 @@ mkdir -p "$work"
 # stay out), then, unless MUTATION_REV is given, the module and its tests as they are in the working tree
 rev="${MUTATION_REV:-HEAD}"
 git archive "$rev" -- geoproc tests conftest.py pyproject.toml workflows | tar -x -C "$work"
-if [ -z "${MUTATION_REV:-}" ]; then
+if [ -n "${MUTATION_TESTS_REV:-}" ]; then  # today's code against the tests of another revision (a score "before")
+    rm -rf "$work/tests"
+    git archive "$MUTATION_TESTS_REV" -- tests | tar -x -C "$work"
+elif [ -z "${MUTATION_REV:-}" ]; then
     for f in "$source" $tests tests/conftest.py tests/helpers.py; do
         [ -f "$f" ] && cp --parents -t "$work" "$f"
     done
@@ -61,8 +65,10 @@ timeout_constant = 30.0
 timeout_multiplier = 4.0
 pytest_add_cli_args_test_selection = [${list%, }]
 EOF
-# the copy's tests read the real data from the checkout's ../shared/data
+# the copy's tests read the real data from the checkout's ../shared/data (older conftests look for ../shared beside
+# the copy: a link there)
 export GEOPROC_SHARED_DATA="${GEOPROC_SHARED_DATA:-$repo/../shared/data}"
+[ -e "$repo/.mutation/shared" ] || ln -s "$(dirname "$GEOPROC_SHARED_DATA")" "$repo/.mutation/shared"
 cd "$work"
 echo "mutation.sh: mutants of $source against $tests (at most ${limit} s)"
 rc=0
