@@ -93,3 +93,58 @@ def test_cli_resume_keeps_the_regions_already_written(tmp_path, archive, capsys)
     status = output_status(out)
     assert status["status"] == "complete" and status["regions_done"] == total
     np.testing.assert_array_equal(geoproc.open_result(out)["ndvi_median"].values, full)
+
+
+def test_job_keys_reach_the_library_functions(tmp_path, archive, capsys):
+    """Each job key is forwarded: search (bbox, datetime), load (bands, resolution; the search bbox bounds the grid),
+    mask (classes), index, composite; the output equals the same calls made directly, carries the job as provenance,
+    and the summary reports it; a quicklook is written when asked for."""
+    import numpy as np
+    import yaml
+    from distributed import LocalCluster
+
+    import geoproc
+    from geoproc.cli import main
+
+    bbox = [17.95, 45.46, 18.02, 45.50]
+    spec = {
+        "catalog": str(archive.catalog), "output": str(tmp_path / "out.zarr"), "index": "NDWI", "composite": "mean",
+        "search": {"bbox": bbox, "datetime": "2024-05-01/2024-05-31"},
+        "load": {"bands": ["green", "nir", "scl"], "resolution": 20, "chunks": 64},
+        "mask": {"classes": [0, 8, 9]}, "quicklook": str(tmp_path / "q.png"),
+    }
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(spec))
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+        assert main(["run", str(job), "--no-progress", "--cluster", cluster.scheduler_address]) == 0
+    printed = capsys.readouterr().out
+    items = geoproc.search(str(archive.catalog), bbox=bbox, datetime="2024-05-01/2024-05-31")
+    ds = geoproc.load(items, ["green", "nir", "scl"], resolution=20, chunks=64, bbox=bbox)
+    expected = geoproc.composite(geoproc.index(ds, "NDWI"), "mean", mask=geoproc.cloud_mask(ds, classes=[0, 8, 9]))
+    got = geoproc.open_result(spec["output"])
+    assert list(got.data_vars) == ["ndwi_mean"]
+    np.testing.assert_array_equal(got["ndwi_mean"].values, expected.values)
+    np.testing.assert_array_equal(got.x.values, expected.x.values)
+    assert got.attrs["job"]["mask"] == {"classes": [0, 8, 9]} and got.attrs["job"]["index"] == "NDWI"
+    assert sorted(got.attrs["input_items"]) == sorted(it.id for it in items)
+    assert (tmp_path / "q.png").stat().st_size > 0
+    h, w = expected.shape
+    assert f"scenes     {len(items)} items in {ds.sizes['time']} time slices" in printed
+    assert f"pixels     {h * w:,} ({h} x {w})" in printed
+    assert f"output     {spec['output']}" in printed and f"quicklook  {tmp_path / 'q.png'}" in printed
+
+
+def test_job_spec_defaults_and_conflicts():
+    spec = JobSpec.from_dict({"catalog": "c.json", "output": "o.zarr"})
+    assert (spec.index, spec.composite, dict(spec.load), spec.overwrite, spec.resume, spec.quicklook) == (
+        "NDVI", "median", {"bands": ["red", "nir", "scl"]}, False, False, None)
+    with pytest.raises(InvalidArgumentError, match="both overwrite and resume"):
+        JobSpec.from_dict({"catalog": "c", "output": "o", "overwrite": True, "resume": True})
+    assert JobSpec.from_dict({"catalog": "c", "output": "o"}, resume=True, overwrite=None).resume is True
+    from geoproc.workflow import JobResult
+
+    result = JobResult(scenes=4, time_slices=2, shape=(300, 1200), seconds=3.04, output="o.zarr", quicklook=None,
+                       dashboard=None)
+    assert result.pixels == 360_000
+    assert result.summary() == ("scenes     4 items in 2 time slices\npixels     360,000 (300 x 1200)\n"
+                                "seconds    3.0\noutput     o.zarr")
