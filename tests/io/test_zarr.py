@@ -295,3 +295,50 @@ def test_resume_and_append_refuse_a_shifted_grid_of_the_same_shape(tmp_path, dx,
     geoproc.to_zarr(_result(), target, mode="resume")
     geoproc.to_zarr(_series(["2024-05-11"]), series, mode="a")
     assert geoproc.open_result(series).sizes["time"] == 3
+
+
+def test_overwrite_leaves_nothing_of_the_old_store(tmp_path):
+    """mode='w' deletes the old store's objects first: chunks the new result does not write (all NaN: Zarr skips
+    them), a variable it does not have, the old regions' markers and STAC Item are gone."""
+    target = tmp_path / "out.zarr"
+    old = _result().rename("old")
+    geoproc.to_zarr(xr.Dataset({"old": old, "ndvi": _result()}), target)
+    assert (target / "old").is_dir() and len(list((target / "ndvi" / "c").rglob("*"))) > 0
+    new = _result().copy(data=da.where(da.arange(80)[None, :] < 40, np.nan, _result().data))  # left chunks all NaN
+    geoproc.to_zarr(new, target, mode="w")
+    got = geoproc.open_result(target)
+    assert list(got.data_vars) == ["ndvi"] and not (target / "old").exists()
+    np.testing.assert_array_equal(got.ndvi.values, new.values)
+    status = output_status(target)
+    assert status["regions_done"] == status["regions_total"] == 4 and status["write"] == 1
+    markers = list((tmp_path / "out.zarr.geoproc" / "done").rglob("*+*"))
+    assert sorted(m.parent.name for m in markers) == ["ndvi"] * 4
+    item = json.load(open(f"{target}.stac-item.json"))
+    assert list(item["assets"]) == ["data"] and "old" not in json.dumps(item["properties"].get("cube:variables", {}))
+
+
+def test_append_refuses_dates_that_are_not_later_and_data_without_time(tmp_path):
+    series = tmp_path / "series.zarr"
+    geoproc.to_zarr(_series(["2024-05-01", "2024-05-06", "2024-05-11"]), series, mode="a")
+    computed: list = []
+    with pytest.raises(OutputError, match="not after the store's last"):
+        geoproc.to_zarr(_counting(_series(["2024-05-11", "2024-05-16"]), computed), series, mode="a")  # repeats the last
+    assert computed == [] and geoproc.open_result(series).sizes["time"] == 3
+    flat = tmp_path / "flat.zarr"
+    geoproc.to_zarr(_result(), flat, mode="a")  # creates a store without time
+    with pytest.raises(InvalidArgumentError, match="append needs a 'time' dimension"):
+        geoproc.to_zarr(_result(), flat, mode="a")
+
+
+def test_an_interrupted_first_append_resumes(tmp_path):
+    """The store an append created and did not finish holds exactly the dates of the rerun: it resumes them."""
+    target = tmp_path / "series.zarr"
+    first = _series(["2024-05-01", "2024-05-06"], seed=4)
+    failed: list = []
+    with dask.config.set(scheduler="synchronous"), pytest.raises(RuntimeError, match="cut"):
+        geoproc.to_zarr(_failing_after(first, 2, "cut", failed), target, mode="a")
+    computed: list = []
+    with dask.config.set(scheduler="synchronous"):
+        geoproc.to_zarr(_counting(first, computed), target, mode="a")
+    assert len(computed) == 2 and failed[0] in computed
+    np.testing.assert_array_equal(geoproc.open_result(target).ndvi.values, first.values)
