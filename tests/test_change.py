@@ -567,3 +567,28 @@ def test_monitor_outputs_history_start_trend_and_min_obs():
     lazy = ccdc_breaks(series.chunk({"x": 2}), "2022-01-01", history_start="2020-07-01", harmonics=1, trend=False, consecutive=3)
     for v in cc.data_vars:
         np.testing.assert_array_equal(lazy[v].values, cc[v].values)
+
+
+def test_monitors_decode_stored_integers_like_floats():
+    """A band stored as uint16 with scale/offset/nodata attrs (geoproc.load(..., raw=True)) gives the results of the
+    same band decoded to float32 first (NaN at nodata), in every model, with and without a cloud mask."""
+    series, _ = _monitor_series(pixels=8)
+    scale, offset = 2.75e-5, -0.2
+    raw = np.round((series.values - offset) / scale)
+    raw = np.where(np.isnan(raw), 0, raw).astype(np.uint16)
+    stored = series.copy(data=raw)
+    stored.attrs = {"scale": scale, "offset": offset, "nodata": 0}
+    f = np.float32
+    decoded = series.copy(data=np.where(raw == 0, np.nan, raw.astype(f) * f(scale) + f(offset)).astype(f))
+    clouds = xr.DataArray(np.random.default_rng(2).random(series.shape) < 0.2, dims=series.dims, coords=series.coords)
+    for mask in (None, clouds):
+        pairs = [
+            (harmonic_fit(stored, harmonics=2, mask=mask), harmonic_fit(decoded, harmonics=2, mask=mask)),
+            (bfast_monitor(stored, "2022-01-01", harmonics=1, mask=mask), bfast_monitor(decoded, "2022-01-01", harmonics=1, mask=mask)),
+            (ccdc_breaks(stored, "2022-01-01", harmonics=1, mask=mask), ccdc_breaks(decoded, "2022-01-01", harmonics=1, mask=mask)),
+        ]
+        for a, b in pairs:
+            for v in a.data_vars:
+                np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+    masked = harmonic_fit(decoded, harmonics=2, mask=clouds)
+    assert (masked.n_obs.values < harmonic_fit(decoded, harmonics=2).n_obs.values).all()
