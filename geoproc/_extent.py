@@ -101,6 +101,17 @@ def lonlat_to(area: Bounds, crs: str, densify: int = 21) -> Bounds:
 
 def centre_lon(grid: GridSpec) -> float:
     """Longitude of the grid's centre."""
+    lon = _centre_lon(grid)
+    if not math.isfinite(lon):
+        raise InvalidArgumentError(
+            f"the grid {tuple(round(v, 3) for v in grid.bounds)} in {grid.crs} is not on the Earth in that CRS "
+            "(its centre has no longitude); give an area inside the CRS's area of use"
+        )
+    return lon
+
+
+def _centre_lon(grid: GridSpec) -> float:
+    """Longitude of the grid's centre (NaN or infinite where the CRS has none for it)."""
     b = grid.bounds
     x, y = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
     if _crs(grid.crs).is_geographic:
@@ -178,15 +189,21 @@ def output_grid(
         out_crs = _default_crs(placed, specs, area_ll)
     else:
         raise MetadataError(
-            "none of the items gives its CRS (no proj:epsg/proj:code) and the files were not read; "
-            "pass crs=..., resolution=... and bbox=..., or let the loader read the headers"
+            f"none of the items gives its CRS (no proj:epsg/proj:code: {_unplaced(specs)}) and the files were not "
+            "read; pass crs=..., resolution=... and bbox=..., or let the loader read the headers"
         )
-    res = _resolution(resolution, placed, out_crs)
+    try:
+        res = _resolution(resolution, placed, out_crs)
+    except MetadataError as exc:
+        raise MetadataError(f"{exc} ({_unplaced(specs)})") from None
     if anchor is None:
         anchor = native_anchor(placed, out_crs, res) or (0.0, 0.0)
     tolerance = None
     if bounds is not None:
-        area = tuple(float(v) for v in bounds)
+        try:
+            area = tuple(float(v) for v in bounds)
+        except (TypeError, ValueError):
+            area = ()
         if len(area) != 4:
             raise InvalidArgumentError(f"bounds must have 4 numbers (minx, miny, maxx, maxy), got {bounds!r}")
     elif area_ll is not None:
@@ -194,10 +211,94 @@ def output_grid(
     else:
         fps = np.vstack(list(footprints_in(out_crs).values()))
         fps = fps[np.all(np.isfinite(fps), axis=1)]
+        if not len(fps):
+            raise MetadataError(
+                f"no item's footprint can be expressed in {out_crs} ({_assets(placed)}): their proj:transform and "
+                "proj:shape put them outside that CRS's area; check those fields, or pass crs=... and bbox=..."
+            )
         area = (fps[:, 0].min(), fps[:, 1].min(), fps[:, 2].max(), fps[:, 3].max())
         tolerance = ALIGN_TOLERANCE  # the items' own edges: rounded metadata must not add a row
     kwargs = {"tolerance": tolerance} if tolerance else {}
-    return GridSpec.from_bounds(area, res, out_crs, anchor=anchor, **kwargs)
+    if not all(math.isfinite(v) for v in area):
+        raise InvalidArgumentError(f"bounds {area} in {out_crs} are not finite numbers; give (minx, miny, maxx, maxy)")
+    _check_size(area, res, out_crs, resolution is None, footprints_in, specs)
+    grid = GridSpec.from_bounds(area, res, out_crs, anchor=anchor, **kwargs)
+    if not math.isfinite(_centre_lon(grid)):
+        _not_on_earth(grid, placed)
+    return grid
+
+
+def _assets(specs: Sequence[AssetSpec], n: int = 3) -> str:
+    names = list(dict.fromkeys(f"item {s.item_id!r} asset {s.key!r}" for s in specs))
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _unplaced(specs: Mapping[str, Sequence[AssetSpec | None]], n: int = 3) -> str:
+    """``item 'a' asset 'B04', ...``: the first ``n`` assets without a pixel grid, for messages."""
+    names = list(dict.fromkeys(f"item {s.item_id!r} asset {s.key!r}" for ss in specs.values() for s in ss
+                               if s is not None and not s.placed))
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(names[:n]) + more if names else "no asset has one"
+
+
+def _not_on_earth(grid: GridSpec, placed: Sequence[AssetSpec]):
+    """Raise the error for a grid whose centre has no longitude, naming an asset placed off the Earth if one is."""
+    for s in placed:
+        b = s.bounds
+        x, y = _transformer(s.crs, "EPSG:4326").transform((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+        if not (math.isfinite(x) and math.isfinite(y)):
+            t = tuple(round(v, 6) for v in tuple(s.transform)[:6])
+            raise MetadataError(
+                f"item {s.item_id!r} asset {s.key!r}: its proj:transform {t} and proj:shape {list(s.shape)} put the "
+                f"file around ({(b[0] + b[2]) / 2:.6g}, {(b[1] + b[3]) / 2:.6g}) in {s.crs}, which is not on the "
+                "Earth in that CRS (it has no longitude and latitude); fix the item's metadata or leave the item out"
+            )
+    raise InvalidArgumentError(
+        f"the output grid {tuple(round(v, 3) for v in grid.bounds)} in {grid.crs} is not on the Earth in that CRS "
+        "(its centre has no longitude and latitude); give bbox=... in degrees, or bounds=... inside the CRS's area of use"
+    )
+
+
+#: Most rows or columns of an output grid: one load is one dask graph, whose coordinates and chunks
+#: grow with the grid (2**24 is a 1 m grid 16,777 km wide; a 10 m grid across Eurasia is 1.2 million).
+MAX_GRID_SIDE = 2**24
+#: Most pixels of an output grid (2**40 is a 10 m grid 10,000 km square: 262,144 chunks of 2048 x 2048).
+MAX_GRID_PIXELS = 2**40
+
+
+def _check_size(area: Bounds, res: tuple[float, float], out_crs: str, native: bool,
+                footprints_in: Callable[[str], Mapping[str, np.ndarray]],
+                specs: Mapping[str, Sequence[AssetSpec | None]]) -> None:
+    """Refuse a grid too large to be one load, naming the item that made it so when one asset alone does.
+
+    ``native``: whether the resolution is the items' own (not given by the user).
+    """
+    def too_big(width: float, height: float) -> bool:
+        return not (max(width, height) <= MAX_GRID_SIDE and width * height <= MAX_GRID_PIXELS)
+
+    if not all(r > 0 and math.isfinite(r) for r in res):
+        return  # GridSpec.from_bounds says what is wrong with the resolution
+    width, height = (area[2] - area[0]) / res[0], (area[3] - area[1]) / res[1]
+    if not too_big(width, height):
+        return
+    size = f"{height:.4g} x {width:.4g} pixels (at most {MAX_GRID_SIDE} per side and {MAX_GRID_PIXELS:.4g} in all)"
+    for band, fps in footprints_in(out_crs).items():  # one asset that alone spans too many output pixels
+        for spec, fp in zip(specs[band], fps):
+            if spec is None or not spec.placed:
+                continue
+            w, h = (fp[2] - fp[0]) / res[0], (fp[3] - fp[1]) / res[1]
+            if not (math.isfinite(w) and math.isfinite(h)) or too_big(w, h):
+                t = tuple(round(v, 6) for v in tuple(spec.transform)[:6])
+                raise MetadataError(
+                    f"the output grid would be {size}: item {spec.item_id!r} asset {spec.key!r} alone spans "
+                    f"{h:.4g} x {w:.4g} of them, so its proj:transform {t} or proj:shape {list(spec.shape)} is "
+                    "likely wrong; fix or leave out that item, or pass bbox=... (or bounds=...) and resolution=..."
+                )
+    origin = "the items' finest native resolution" if native else "resolution"
+    raise InvalidArgumentError(
+        f"the output grid would be {size} at {origin} {res} over {tuple(round(v, 3) for v in area)} in "
+        f"{out_crs}; give a smaller area (bbox=... or bounds=...) or a coarser resolution=..., or load the area in tiles"
+    )
 
 
 def _resolution(resolution, placed: Sequence[AssetSpec], out_crs: str) -> tuple[float, float]:

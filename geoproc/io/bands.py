@@ -24,11 +24,12 @@ The rules, in order (each a test in ``tests/io/test_bands.py`` on real items):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import pystac
 
-from ..errors import BandNotFoundError, MetadataError, UnknownBandError
+from ..errors import BandNotFoundError, MetadataError, UnknownBandError, shorten
 
 __all__ = ["BAND_ALIASES", "WAVELENGTH_WINDOWS", "PREVIEW_ROLES", "CATEGORICAL_NAMES", "resolve_band",
            "available_bands", "band_entries", "is_categorical"]
@@ -130,25 +131,64 @@ def _key_of(asset: pystac.Asset, item: pystac.Item) -> str:
 
 
 def _names(entry: Mapping) -> set[str]:
-    names = {entry.get("name"), entry.get("common_name"), entry.get("eo:common_name")}
+    """The names a band answers to; a name that is not a string is no name (it cannot be asked for)."""
+    names = (entry.get("name"), entry.get("common_name"), entry.get("eo:common_name"))
     return {n.lower() for n in names if isinstance(n, str) and n}
 
 
+def _name(entry: Mapping) -> str | None:
+    name = entry.get("name")
+    return name if isinstance(name, str) and name else None
+
+
 def _wavelength(entry: Mapping) -> float | None:
+    """The centre wavelength in micrometres; ``None`` when absent or not a finite number."""
     w = entry.get("center_wavelength", entry.get("eo:center_wavelength"))
-    try:
-        return float(w) if w is not None else None
-    except (TypeError, ValueError):
+    if isinstance(w, bool) or not isinstance(w, (int, float, str)):
         return None
+    try:
+        w = float(w)
+    except (ValueError, OverflowError):
+        return None
+    return w if math.isfinite(w) else None
 
 
-def _is_raster(asset: pystac.Asset) -> bool:
-    media = (asset.media_type or "").lower()
+def _media_type(asset: pystac.Asset, item: pystac.Item | None = None) -> str:
+    """The asset's ``type`` in lower case ("" when absent); a non-string is a :class:`MetadataError`."""
+    media = asset.media_type
+    if media is None:
+        return ""
+    if not isinstance(media, str):
+        raise MetadataError(_asset_field_error(asset, item, "type", media, "a media type string such as "
+                                                "'image/tiff; application=geotiff'"))
+    return media.lower()
+
+
+def _roles(asset: pystac.Asset, item: pystac.Item | None = None) -> set[str]:
+    """The asset's ``roles`` in lower case; anything but a list of strings is a :class:`MetadataError`."""
+    roles = asset.roles
+    if roles is None:
+        return set()
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise MetadataError(_asset_field_error(asset, item, "roles", roles, "a list of strings such as ['data']"))
+    return {r.lower() for r in roles}
+
+
+def _asset_field_error(asset: pystac.Asset, item: pystac.Item | None, field: str, value, expected: str) -> str:
+    item = item if item is not None else asset.owner
+    item_id = getattr(item, "id", "?")
+    key = _key_of(asset, item) if isinstance(item, pystac.Item) else "?"
+    return (f"item {item_id!r} asset {key!r}: field {field} is {shorten(repr(value), 60)}, not {expected}; fix the "
+            "item's metadata (or ask for the band by its asset key, which does not look at other assets)")
+
+
+def _is_raster(asset: pystac.Asset, item: pystac.Item | None = None) -> bool:
+    media = _media_type(asset, item)
     return not media or "image" in media or "tiff" in media or "jp2" in media or "netcdf" in media
 
 
-def _is_preview(asset: pystac.Asset) -> bool:
-    return bool(PREVIEW_ROLES & {str(r).lower() for r in (asset.roles or [])})
+def _is_preview(asset: pystac.Asset, item: pystac.Item | None = None) -> bool:
+    return bool(PREVIEW_ROLES & _roles(asset, item))
 
 
 def _candidates(item: pystac.Item, name: str) -> list[tuple[str, int, dict, int]]:
@@ -156,7 +196,7 @@ def _candidates(item: pystac.Item, name: str) -> list[tuple[str, int, dict, int]
     lower = name.lower()
     found = []
     for key, asset in item.assets.items():
-        if _is_preview(asset) or not _is_raster(asset):
+        if _is_preview(asset, item) or not _is_raster(asset, item):
             continue
         entries = band_entries(asset, item)
         for i, entry in enumerate(entries):
@@ -169,7 +209,7 @@ def _by_wavelength(item: pystac.Item, window: tuple[float, float]) -> list[tuple
     lo, hi = window
     found = []
     for key, asset in item.assets.items():
-        if _is_preview(asset) or not _is_raster(asset):
+        if _is_preview(asset, item) or not _is_raster(asset, item):
             continue
         entries = band_entries(asset, item)
         for i, entry in enumerate(entries):
@@ -191,7 +231,7 @@ def _pick(item: pystac.Item, requested: str, found: list[tuple[str, int, dict, i
         return None
     single = [c for c in found if c[3] == 1]
     found = single or found
-    identities = {(c[2].get("name") or c[0], _wavelength(c[2])) for c in found}
+    identities = {(_name(c[2]) or c[0], _wavelength(c[2])) for c in found}
     if len({ident[0] for ident in identities}) > 1 and len({ident[1] for ident in identities}) != 1:
         listed = ", ".join(f"{k}" + (f".{i}" if n > 1 else "") + f" ({_describe(e)})" for k, i, e, n in found)
         raise UnknownBandError(
@@ -199,14 +239,14 @@ def _pick(item: pystac.Item, requested: str, found: list[tuple[str, int, dict, i
             "Ask for one of them by asset key"
         )
     # one band, stored several times (a COG and a JPEG2000 copy): take the GeoTIFF
-    tiff = [c for c in found if "tiff" in (item.assets[c[0]].media_type or "").lower()]
+    tiff = [c for c in found if "tiff" in _media_type(item.assets[c[0]], item)]
     key, index, _, _ = (tiff or found)[0]
     return key, index
 
 
 def _describe(entry: Mapping) -> str:
     w = _wavelength(entry)
-    name = entry.get("name") or entry.get("common_name") or "?"
+    name = _name(entry) or next(iter(sorted(_names(entry))), "?")
     return f"{name}, {w * 1000:.0f} nm" if w is not None else str(name)
 
 
@@ -281,10 +321,13 @@ def available_bands(item: pystac.Item) -> set[str]:
     """Every name under which a band of ``item`` can be requested."""
     names = set()
     for key, asset in item.assets.items():
-        if not _is_raster(asset):
-            continue
-        names.add(key)
-        if _is_preview(asset):
+        try:
+            if not _is_raster(asset, item):
+                continue
+            names.add(key)
+            if _is_preview(asset, item):
+                continue
+        except MetadataError:
             continue
         try:
             entries = band_entries(asset, item)

@@ -18,19 +18,21 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pystac
+import pystac.utils
 from affine import Affine
 
-from ..errors import GeoprocError, InvalidArgumentError, MetadataError
+from ..errors import GeoprocError, InvalidArgumentError, MetadataError, shorten
 from ..grid import normalize_crs
 from .bands import BAND_ALIASES, CATEGORICAL_NAMES, band_entries, is_categorical, resolve_band
 
-__all__ = ["AssetSpec", "BAND_ALIASES", "CATEGORICAL_NAMES", "as_items", "resolve_band", "asset_spec",
-           "item_datetime", "is_categorical", "numpy_dtype", "parse_transform"]
+__all__ = ["AssetSpec", "BAND_ALIASES", "CATEGORICAL_NAMES", "as_items", "check_item_dict", "checked", "resolve_band",
+           "asset_spec", "item_datetime", "is_categorical", "numpy_dtype", "parse_transform"]
 
 
 @dataclass(frozen=True)
@@ -126,28 +128,126 @@ def as_items(items: Iterable[pystac.Item | Mapping]) -> list[pystac.Item]:
     out = []
     for it in items:
         if isinstance(it, pystac.Item):
-            out.append(it)
+            out.append(checked(it))
             continue
         if not isinstance(it, Mapping):
             raise InvalidArgumentError(f"items must be STAC Items or Item dicts, got a {type(it).__name__}")
+        check_item_dict(it)
         try:
-            out.append(pystac.Item.from_dict(dict(it), preserve_dict=True))
+            item = pystac.Item.from_dict(dict(it), preserve_dict=True)
         except GeoprocError:
             raise
         except Exception as exc:  # pystac raises KeyError, TypeError, STACTypeError ...
             raise MetadataError(
-                f"item {it.get('id', '?')!r} is not a valid STAC Item ({type(exc).__name__}: {exc}); "
+                f"item {it.get('id', '?')!r} is not a valid STAC Item ({type(exc).__name__}: {shorten(str(exc), 120)}); "
                 "check its id, geometry, properties.datetime and assets"
             ) from None
+        out.append(checked(item))
     return out
+
+
+def _malformed(item_id, field: str, value, expected: str, asset: str | None = None) -> MetadataError:
+    """The error for one malformed field: item, asset, field, what it holds and what it should."""
+    who = f"item {item_id!r}" if isinstance(item_id, str) and item_id else "an item"
+    who += f" asset {asset!r}" if asset is not None else ""
+    return MetadataError(f"{who}: field {field} is {shorten(repr(value), 60)}, not {expected}; fix the item's "
+                         "metadata or leave the item out")
+
+
+def check_item_dict(d: Mapping) -> None:
+    """The fields pystac needs to build an Item, checked first so that the error names the field
+    (pystac fails on them with ``KeyError``, ``AttributeError`` or ``TypeError`` from its insides)."""
+    item_id = d.get("id")
+    if not isinstance(item_id, str) or not item_id:
+        raise _malformed(None, "id", item_id, "a non-empty string (every STAC Item has one)")
+    if d.get("type") != "Feature":
+        raise _malformed(item_id, "type", d.get("type"), "'Feature' (is this a STAC Item?)")
+    for key in ("stac_version", "collection"):
+        if d.get(key) is not None and not isinstance(d[key], str):
+            raise _malformed(item_id, key, d[key], "a string")
+    extensions = d.get("stac_extensions")
+    if extensions is not None and not (isinstance(extensions, list) and all(isinstance(e, str) for e in extensions)):
+        raise _malformed(item_id, "stac_extensions", extensions, "a list of schema URLs")
+    if not isinstance(d.get("properties"), Mapping):
+        raise _malformed(item_id, "properties", d.get("properties"), "an object")
+    _check_times(item_id, d["properties"], parse_datetime=True)
+    assets = d.get("assets")
+    if not isinstance(assets, Mapping):  # required, though pystac reads an item without it
+        raise _malformed(item_id, "assets", assets, "an object of assets by key")
+    for key, asset in assets.items():
+        if not isinstance(asset, Mapping):
+            raise _malformed(item_id, "(the asset itself)", asset, "an object with an href", asset=str(key))
+        if not isinstance(asset.get("href"), str):
+            raise _malformed(item_id, "href", asset.get("href"), "a path or URL string", asset=str(key))
+
+
+def _check_times(item_id: str, properties: Mapping, parse_datetime: bool) -> None:
+    names = ("datetime", "start_datetime", "end_datetime") if parse_datetime else ("start_datetime", "end_datetime")
+    for key in names:
+        value = properties.get(key)
+        if value is None:
+            continue
+        try:
+            if not isinstance(value, str):
+                raise TypeError
+            pystac.utils.str_to_datetime(value)
+        except (TypeError, ValueError, OverflowError):
+            raise _malformed(item_id, f"properties.{key}", value,
+                             "an ISO 8601 time such as '2024-06-01T10:20:30Z'") from None
+    if parse_datetime and properties.get("datetime") is None and (
+        properties.get("start_datetime") is None or properties.get("end_datetime") is None
+    ):
+        raise MetadataError(
+            f"item {item_id!r}: field properties.datetime is null or missing, and start_datetime and end_datetime "
+            "are not both given; a STAC Item needs one or the other, so fix the item's metadata or leave the item out"
+        )
+
+
+def checked(item: pystac.Item, footprint: bool = False) -> pystac.Item:
+    """``item``, once the fields every later step relies on have the right type (pystac does not check):
+    id, properties, assets, start/end times, and with ``footprint`` (a search reads them) geometry and bbox."""
+    if not isinstance(item.id, str) or not item.id:
+        raise _malformed(None, "id", item.id, "a non-empty string (every STAC Item has one)")
+    if not isinstance(item.properties, Mapping):
+        raise _malformed(item.id, "properties", item.properties, "an object")
+    if not isinstance(item.assets, Mapping):
+        raise _malformed(item.id, "assets", item.assets, "an object of assets by key")
+    _check_times(item.id, item.properties, parse_datetime=False)
+    if footprint:
+        _check_footprint(item)
+    return item
+
+
+def _check_footprint(item: pystac.Item) -> None:
+    import shapely
+    import shapely.geometry
+
+    geometry = item.geometry
+    if geometry is not None:
+        try:
+            if not isinstance(geometry, Mapping):
+                raise TypeError(f"a {type(geometry).__name__}")
+            if not np.all(np.isfinite(shapely.get_coordinates(shapely.geometry.shape(geometry)))):
+                raise ValueError("coordinates that are not finite")
+        except Exception as exc:  # shapely raises GeometryTypeError, TypeError, ValueError, KeyError ...
+            raise _malformed(item.id, "geometry", geometry, f"a GeoJSON geometry ({shorten(str(exc), 80)})") from None
+    box = item.bbox
+    if box is not None:
+        try:
+            if isinstance(box, (str, bytes, Mapping)) or not isinstance(box, Sequence) or len(box) not in (4, 6):
+                raise ValueError
+            [_finite(v) for v in box]
+        except ValueError:
+            raise _malformed(item.id, "bbox", box, "4 (or 6) finite numbers (west, south, east, north)") from None
 
 
 def item_datetime(item: pystac.Item) -> dt.datetime:
     """The item's datetime (or ``start_datetime``) as an aware UTC datetime."""
     try:
         when = item.datetime or _parse_dt(item.properties.get("start_datetime"))
-    except (TypeError, ValueError) as exc:
-        raise MetadataError(f"item {item.id!r}: start_datetime is not an ISO 8601 time ({exc})") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise MetadataError(f"item {item.id!r}: field properties.start_datetime is not an ISO 8601 time ({exc}); "
+                            "fix the item's metadata or leave the item out") from None
     if when is None:
         raise MetadataError(f"item {item.id!r} has neither datetime nor start_datetime; it cannot be placed in time")
     if when.tzinfo is None:
@@ -158,7 +258,9 @@ def item_datetime(item: pystac.Item) -> dt.datetime:
 def _parse_dt(value: str | None) -> dt.datetime | None:
     if not value:
         return None
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if not isinstance(value, str):
+        raise TypeError(f"{shorten(repr(value), 40)} is not a string")
+    return pystac.utils.str_to_datetime(value)  # what pystac parses datetime with
 
 
 def _field(asset: pystac.Asset, item: pystac.Item, key: str):
@@ -166,14 +268,34 @@ def _field(asset: pystac.Asset, item: pystac.Item, key: str):
     return item.properties.get(key) if value is None else value
 
 
-def _crs_of(asset: pystac.Asset, item: pystac.Item) -> str | None:
+def _where(asset: pystac.Asset, item: pystac.Item, key: str) -> str:
+    """``key``, or ``properties.key`` when the asset takes it from the item (where a user has to fix it)."""
+    return key if asset.extra_fields.get(key) is not None else f"properties.{key}"
+
+
+def _crs_of(asset: pystac.Asset, item: pystac.Item, note=lambda field: None) -> str | None:
+    """The asset's CRS from ``proj:epsg``, ``proj:code``, ``proj:wkt2`` or ``proj:projjson``; ``note`` is told
+    which field is being read (for the error message)."""
+    note(_where(asset, item, "proj:epsg"))
     epsg = _field(asset, item, "proj:epsg")
     if epsg is not None:
-        return normalize_crs(int(epsg))
-    for key in ("proj:code", "proj:wkt2", "proj:projjson"):
+        code = _finite(epsg)
+        if code != int(code) or not 0 < code < 2**31:
+            raise ValueError(f"{shorten(repr(epsg), 40)} is not an EPSG code (a positive integer such as 32633)")
+        return normalize_crs(int(code))
+    for key, kind in (("proj:code", str), ("proj:wkt2", str), ("proj:projjson", Mapping)):
+        note(_where(asset, item, key))
         value = _field(asset, item, key)
+        if value is None:
+            continue
+        if key == "proj:code" and isinstance(value, str) and value.upper().startswith("EPSG:"):
+            # pystac moves proj:epsg (projection extension 1.x) to proj:code when it reads an item
+            note(_where(asset, item, key) + " (or proj:epsg, which pystac reads into proj:code)")
+        if not isinstance(value, kind):
+            raise ValueError(f"a {type(value).__name__} ({shorten(repr(value), 40)}), not "
+                             + ("a string" if kind is str else "a PROJJSON object"))
         if value:
-            return normalize_crs(value)
+            return normalize_crs(dict(value) if kind is Mapping else value)
     return None
 
 
@@ -192,11 +314,9 @@ def parse_transform(values: Sequence) -> Affine:
     >>> tuple(parse_transform([399585, 30, 0, 4700415, 0, -30]))[:6]
     (30.0, 0.0, 399585.0, 0.0, -30.0, 4700415.0)
     """
-    if isinstance(values, (str, bytes)) or len(values) not in (6, 9):
-        raise ValueError(f"expected 6 or 9 numbers, got {values!r}")
-    t = [float(v) for v in values[:6]]
-    if not all(math.isfinite(v) for v in t):
-        raise ValueError(f"not finite: {values!r}")
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable) or len(values) not in (6, 9):
+        raise ValueError(f"expected 6 or 9 numbers, got {shorten(repr(values), 80)}")
+    t = [_finite(v) for v in list(values)[:6]]
     if t[1] == 0 and t[3] == 0 and t[0] != 0 and t[4] != 0:
         return Affine(*t)
     if t[2] == 0 and t[4] == 0 and t[1] != 0 and t[5] != 0:  # GDAL order
@@ -207,19 +327,42 @@ def parse_transform(values: Sequence) -> Affine:
     return a
 
 
+#: Rows and columns a raster file can have (GDAL counts them in signed 32-bit integers).
+MAX_RASTER_SIDE = 2**31 - 1
+
+
 def _shape(values) -> tuple[int, int]:
-    if isinstance(values, (str, bytes)) or len(values) != 2:
-        raise ValueError(f"expected [rows, columns], got {values!r}")
-    h, w = (int(v) for v in values)
-    if h <= 0 or w <= 0 or h != float(values[0]) or w != float(values[1]):
-        raise ValueError(f"expected two positive integers, got {values!r}")
-    return h, w
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable) or len(values) != 2:
+        raise ValueError(f"expected [rows, columns], got {shorten(repr(values), 80)}")
+    sides = [_finite(v) for v in values]
+    if not all(1 <= v <= MAX_RASTER_SIDE and v == int(v) for v in sides):
+        raise ValueError(f"expected two integers from 1 to {MAX_RASTER_SIDE} (a raster's rows and columns), "
+                         f"got {shorten(repr(values), 80)}")
+    return int(sides[0]), int(sides[1])
+
+
+def _finite(value) -> float:
+    """A finite float from a number (or a string holding one); ``ValueError`` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        raise ValueError(f"{shorten(repr(value), 40)} is not a number")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{shorten(repr(value), 40)} is not a finite number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{shorten(repr(value), 40)} is not finite")
+    return number
 
 
 def _number(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
+        raise ValueError(f"{shorten(repr(value), 40)} is not a number")
     if isinstance(value, str):  # STAC allows "nan", "inf", "-inf" for nodata
         value = value.strip()
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{shorten(repr(value), 40)} is too large") from None
     if what != "nodata" and not math.isfinite(number):
         raise ValueError(f"not finite: {value!r}")
     return number
@@ -250,45 +393,57 @@ def asset_spec(item: pystac.Item, band: str) -> AssetSpec:
     """
     key, index = resolve_band(item, band)
     asset = item.assets[key]
-    current = "proj:epsg/proj:code"
+    current = "proj:epsg"
+
+    def note(field: str) -> None:
+        nonlocal current
+        current = field
 
     def bad(exc: Exception) -> MetadataError:
         return MetadataError(
-            f"item {item.id!r} asset {key!r}: field {current} is malformed ({exc}); fix the item's metadata "
-            "(e.g. rebuild it with rio-stac or stactools) or leave the item out"
+            f"item {item.id!r} asset {key!r}: field {current} is malformed ({shorten(str(exc), 160)}); fix the "
+            "item's metadata (e.g. rebuild it with rio-stac or stactools) or leave the item out"
         )
 
     try:
-        crs = _crs_of(asset, item)
-        current = "proj:transform"
+        crs = _crs_of(asset, item, note)
+        note(_where(asset, item, "proj:transform"))
         raw_transform = _field(asset, item, "proj:transform")
         transform = None if raw_transform is None else parse_transform(raw_transform)
-        current = "proj:shape"
+        note(_where(asset, item, "proj:shape"))
         raw_shape = _field(asset, item, "proj:shape")
         shape = None if raw_shape is None else _shape(raw_shape)
-        current = "eo:bands/raster:bands"
+        if transform is not None and shape is not None:
+            note("proj:transform/proj:shape")
+            t, (h, w) = transform, shape
+            corners = [(t.c + t.a * col + t.b * row, t.f + t.d * col + t.e * row) for col in (0, w) for row in (0, h)]
+            if not all(math.isfinite(v) for xy in corners for v in xy):
+                raise ValueError(f"together they put the file's corners at {corners}")
+        note("eo:bands/raster:bands")
         entries = band_entries(asset, item)
         entry = entries[index - 1] if index - 1 < len(entries) else {}
-        current = "nodata"
+        note(f"raster:bands[{index - 1}].nodata" if "nodata" in entry else _where(asset, item, "nodata"))
         nodata = entry.get("nodata", _field(asset, item, "nodata"))
         nodata = None if nodata is None else _number(nodata, "nodata")
-        current = "raster:bands scale"
+        note(f"raster:bands[{index - 1}].scale")
         scale = _number(entry.get("scale", 1.0), "scale")
-        current = "raster:bands offset"
+        note(f"raster:bands[{index - 1}].offset")
         offset = _number(entry.get("offset", 0.0), "offset")
-        current = "raster:bands data_type"
+        note(f"raster:bands[{index - 1}].data_type")
         data_type = entry.get("data_type")
         if data_type is not None:
+            if not isinstance(data_type, str):
+                raise ValueError(f"{shorten(repr(data_type), 40)} is not a data type name such as 'uint16'")
             numpy_dtype(data_type)
-        current = "bbox"
+        note("bbox")
         bbox = _bbox(item)
-        current = "href"
+        note("href")
         href = asset.href if _is_absolute(asset.href) else (asset.get_absolute_href() or asset.href)
-        if not isinstance(href, str) or not href:
-            raise ValueError(f"{href!r} is not a path or URL")
+        if not isinstance(href, str) or not href.strip():
+            raise ValueError(f"{shorten(repr(href), 40)} is not a path or URL")
     except MetadataError:
         raise
-    except (InvalidArgumentError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+    except (InvalidArgumentError, TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
         raise bad(exc) from None
     placed = [v is not None for v in (crs, transform, shape)]
     if any(placed) and not all(placed):
@@ -316,9 +471,11 @@ def asset_spec(item: pystac.Item, band: str) -> AssetSpec:
 
 def _bbox(item: pystac.Item) -> tuple[float, float, float, float] | None:
     b = item.bbox
-    if not b:
+    if b is None or (isinstance(b, Sequence) and not isinstance(b, str) and len(b) == 0):
         return None
-    b = [float(v) for v in b]
+    if isinstance(b, (str, bytes, Mapping)) or not isinstance(b, Sequence):
+        raise ValueError(f"expected 4 (or 6) finite numbers, got {shorten(repr(b), 80)}")
+    b = [_finite(v) for v in b]
     if len(b) == 6:
         b = [b[0], b[1], b[3], b[4]]
     if len(b) != 4 or not all(math.isfinite(v) for v in b):

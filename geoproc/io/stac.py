@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pystac
+import pystac.utils
 from pystac.stac_io import DefaultStacIO
 from pystac_client import Client
 from pystac_client.errors import ClientTypeError
@@ -37,15 +38,16 @@ from pystac_client.exceptions import APIError
 from pystac_client.warnings import PystacClientWarning
 
 import cql2
+import shapely.errors
 import shapely.geometry
 
-from ..errors import CatalogError, GeoprocError, InvalidArgumentError, NoItemsFoundError, shorten
+from ..errors import CatalogError, GeoprocError, InvalidArgumentError, MetadataError, NoItemsFoundError, shorten
 from ._cql2 import bbox_shape as _bbox_shape
 from ._cql2 import evaluate as _cql2_eval
 from ._cql2 import item_view as _item_view
 from ._datetimes import iso as _iso
 from ._datetimes import parse_datetime_range
-from .items import item_datetime
+from .items import check_item_dict, checked, item_datetime
 
 __all__ = ["search", "parse_datetime_range"]
 
@@ -501,8 +503,8 @@ def _search_error(url: str, exc: APIError) -> GeoprocError:
 def _walk(node: pystac.Catalog, coll_id: str | None, colls: list[str]) -> Iterator[tuple[pystac.Item, str | None]]:
     """Every item under ``node`` with its collection id, skipping collections not in ``colls``."""
     coll_id = node.id if isinstance(node, pystac.Collection) else coll_id
-    for item in node.get_items(recursive=False):  # pystac-client's Client defaults to recursive
-        yield item, item.collection_id or coll_id
+    for item in _items_of(node):
+        yield _valid(item), item.collection_id or coll_id
     for child in node.get_children():
         if colls and isinstance(child, pystac.Collection) and child.id not in colls:
             continue
@@ -539,6 +541,54 @@ def _search_static(root: pystac.Catalog, colls, box, geometry, interval, query, 
     return keep
 
 
+def _items_of(node: pystac.Catalog) -> list[pystac.Item]:
+    """The items ``node`` links to; an item file pystac cannot read is a :class:`MetadataError` naming the
+    file and, where the JSON shows it, the item and the field."""
+    try:
+        return list(node.get_items(recursive=False))  # pystac-client's Client defaults to recursive
+    except Exception as exc:
+        cause = exc
+    for link in node.get_links(pystac.RelType.ITEM):
+        href = link.get_absolute_href() or link.href
+        if link.is_resolved():
+            continue
+        try:
+            text = _StaticIO().read_text(href)
+        except Exception:
+            continue  # a link to nothing: the error below says so
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise MetadataError(f"the item file {href} is not JSON ({shorten(str(exc), 80)}); fix or remove it, or "
+                                f"remove its link from {node.get_self_href()}") from None
+        if not isinstance(doc, Mapping):
+            raise MetadataError(f"the item file {href} holds a JSON {type(doc).__name__}, not a STAC Item object; "
+                                f"fix it, or remove its link from {node.get_self_href()}")
+        try:
+            check_item_dict(doc)
+        except MetadataError as exc:
+            raise MetadataError(f"{href}: {exc}") from None
+        try:
+            pystac.Item.from_dict(doc)
+        except Exception as exc:
+            raise MetadataError(
+                f"the item file {href} is not a STAC Item pystac can read ({type(exc).__name__}: "
+                f"{shorten(str(exc), 120)}); check its type, stac_version, properties and assets"
+            ) from None
+    raise CatalogError(
+        f"cannot read the items of {node.get_self_href()}: {type(cause).__name__}: {shorten(str(cause), 200)}; "
+        "check that every item link in it points to a readable STAC Item file"
+    )
+
+
+def _valid(item: pystac.Item) -> pystac.Item:
+    """``item`` once the fields a search reads are of the right type (else a :class:`MetadataError` naming them)."""
+    try:
+        return checked(item, footprint=True)
+    except MetadataError as exc:
+        raise MetadataError(f"{item.get_self_href() or 'a static catalog'}: {exc}") from None
+
+
 def _region(box, geometry):
     """The search area as a shapely geometry, or ``None`` (no spatial filter)."""
     if box is None and geometry is None:
@@ -549,9 +599,16 @@ def _region(box, geometry):
 
 
 def _geometry_hit(item: pystac.Item, region) -> bool:
-    if item.geometry is not None:
-        return bool(region.intersects(shapely.geometry.shape(item.geometry)))
-    return item.bbox is not None and bool(region.intersects(_bbox_shape(item.bbox)))
+    try:
+        if item.geometry is not None:
+            return bool(region.intersects(shapely.geometry.shape(item.geometry)))
+        return item.bbox is not None and bool(region.intersects(_bbox_shape(item.bbox)))
+    except (shapely.errors.ShapelyError, ValueError) as exc:  # a self-intersecting polygon, say
+        field = "geometry" if item.geometry is not None else "bbox"
+        raise MetadataError(
+            f"item {item.id!r}: field {field} cannot be intersected with the search area ({shorten(str(exc), 120)}); "
+            "fix the item's metadata (a valid GeoJSON polygon) or remove the item from the catalog"
+        ) from None
 
 
 def _bbox_hit(item_bbox: Sequence[float] | None, bbox: Sequence[float]) -> bool:
@@ -569,9 +626,15 @@ def _in_interval(item: pystac.Item, interval) -> bool:
     props = item.properties
     first = props.get("start_datetime")
     last = props.get("end_datetime")
-    lo = dt.datetime.fromisoformat(first.replace("Z", "+00:00")) if first else item_datetime(item)
-    hi = dt.datetime.fromisoformat(last.replace("Z", "+00:00")) if last else item_datetime(item)
+    lo = _utc(first) if first else item_datetime(item)
+    hi = _utc(last) if last else item_datetime(item)
     return (start is None or hi >= start) and (end is None or lo <= end)
+
+
+def _utc(value: str) -> dt.datetime:
+    """An ISO 8601 time (checked by :func:`geoproc.io.items.checked`) as an aware UTC datetime."""
+    when = pystac.utils.str_to_datetime(value)
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
 
 
 def _query_hit(props: Mapping[str, Any], query: Mapping[str, Mapping[str, Any]]) -> bool:
