@@ -508,3 +508,25 @@ def test_a_band_name_of_the_wrong_type_is_no_name():
     assert geoproc.plan([item], ["B1"]).bands == geoproc.plan([ITEMS_BY_NAME[LANDSAT5]], ["B1"]).bands
     with pytest.raises(geoproc.errors.BandNotFoundError, match="'B2' not found"):
         geoproc.plan([item], ["B2"])
+
+
+@settings(PROPERTY, max_examples=max(EXAMPLES // 3, 10))
+@given(data=st.data())
+def test_a_malformed_item_among_good_ones_is_the_one_named(data):
+    """Loading a good item with a broken one: only GeoprocError, and a MetadataError names the broken item."""
+    name, band, item, done = data.draw(malformed_items(), label="item")
+    good = copy.deepcopy(ITEMS_BY_NAME[name])
+    good["id"] = f"{good['id']}-good"
+    kwargs = data.draw(load_args(good), label="load args")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            geoproc.plan([good], [band], **kwargs)
+    except GeoprocError:
+        return  # the good item alone does not load (a thumbnail asked for by key, say): nothing to compare
+    order = data.draw(st.booleans(), label="broken first?")
+    items = [item, good] if order else [good, item]
+    what = f"{name} band {band!r} {kwargs} (with a good item)"
+    failed = _only_geoproc_errors(lambda: geoproc.plan(items, [band], **kwargs), f"plan({what})", done)
+    if isinstance(failed, MetadataError) and isinstance(item.get("id"), str) and item["id"]:
+        assert repr(item["id"]) in str(failed), f"{failed} does not name the broken item (after {done})"
