@@ -592,3 +592,30 @@ def test_monitors_decode_stored_integers_like_floats():
                 np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
     masked = harmonic_fit(decoded, harmonics=2, mask=clouds)
     assert (masked.n_obs.values < harmonic_fit(decoded, harmonics=2).n_obs.values).all()
+
+
+def test_bfast_monitor_level_period_critical_value_and_process():
+    """alpha and period pick strucchange's lambda (literal values above); critical_value overrides it; the process
+    and boundary come out on the time axis, NaN before the monitoring period."""
+    series, years = _monitor_series(pixels=6)
+    t = series.time.values
+    mon = int(np.searchsorted(t, np.datetime64("2022-01-01")))
+    y = series.values.astype(np.float64)
+    for kw, lam in (({"alpha": 0.01, "period": 4, "h": 0.5}, 2.20116995886405),
+                    ({"alpha": 0.001, "period": 2}, 1.67397676536158),
+                    ({"critical_value": 0.8, "alpha": 0.01}, 0.8)):
+        out = bfast_monitor(series, "2022-01-01", harmonics=1, process=True, **kw)
+        assert out.attrs["critical_value"] == lam
+        h = kw.get("h", 0.25)
+        for i in range(6):
+            brk, _, _, n = _bfast_monitor_reference(y[:, i], np.isfinite(y[:, i]), years, 0, mon, h, lam, 1, True)
+            got = out.break_date.values[i]
+            assert (brk < 0 and np.isnat(got)) or got == t[brk], (kw, i)
+        assert out.mosum.dims == ("time", "x") and out.boundary.dims == ("time", "x")
+        np.testing.assert_array_equal(out.mosum.time.values, t)
+        assert np.isnan(out.mosum.values[:mon]).all() and np.isnan(out.boundary.values[:mon]).all()
+        valid = np.isfinite(y[mon:, 0])
+        n = int(out.n_history[0])
+        i = n + np.cumsum(valid)[valid]  # the 1-based index of each valid monitoring observation
+        np.testing.assert_allclose(out.boundary.values[mon:, 0][valid], lam * np.sqrt(2 * np.maximum(1.0, np.log(i / n))), rtol=1e-6)
+    assert "mosum" not in bfast_monitor(series, "2022-01-01", harmonics=1)
