@@ -54,6 +54,7 @@ cat >> "$work/pyproject.toml" <<EOF
 
 [tool.mutmut]
 source_paths = ["geoproc"]
+also_copy = ["workflows", "conftest.py"]
 only_mutate = ["$source"]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]
 # tests start dask thread pools; a mutant forked from a process that has them can hang on their locks, so mutants
