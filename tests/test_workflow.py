@@ -148,3 +148,14 @@ def test_job_spec_defaults_and_conflicts():
     assert result.pixels == 360_000
     assert result.summary() == ("scenes     4 items in 2 time slices\npixels     360,000 (300 x 1200)\n"
                                 "seconds    3.0\noutput     o.zarr")
+
+
+def test_workflow_file_errors_say_what_to_do(tmp_path):
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- catalog: x\n")
+    with pytest.raises(InvalidArgumentError, match=f"workflow file {bad} must hold a mapping of job keys"):
+        load_spec(bad)
+    with pytest.raises(InvalidArgumentError, match="a job cannot both overwrite and resume its output; choose one"):
+        load_spec(REPO / "workflows" / "demo.yaml", overwrite=True, resume=True)
+    with pytest.raises(InvalidArgumentError, match=r"the job lacks \['output'\]; give a catalog path/URL and an output path"):
+        JobSpec.from_dict({"catalog": "x"})
