@@ -208,12 +208,13 @@ def _specs(item_list, band_list) -> tuple[dict[str, list[AssetSpec | None]], dic
     """Each band's spec per item (``None`` where the item lacks the band), and the items lacking it."""
     specs: dict[str, list[AssetSpec | None]] = {}
     missing: dict[str, tuple[str, ...]] = {}
+    memo: dict = {}  # each item's data bands, listed once for all requested bands
     for band in band_list:
         row: list[AssetSpec | None] = []
         first_error = None
         for item in item_list:
             try:
-                row.append(asset_spec(item, band))
+                row.append(asset_spec(item, band, memo))
             except BandNotFoundError as exc:
                 first_error = first_error or exc
                 row.append(None)

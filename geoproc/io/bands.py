@@ -77,7 +77,7 @@ PREVIEW_ROLES = frozenset({"overview", "thumbnail", "visual"})
 CATEGORICAL_NAMES = frozenset({"scl", "qa", "qa_pixel", "qa_radsat", "fmask", "mask", "cloud", "classification"})
 
 
-def band_entries(asset: pystac.Asset, item: pystac.Item) -> list[dict]:
+def band_entries(asset: pystac.Asset, item: pystac.Item, key: str | None = None) -> list[dict]:
     """Per-band metadata of an asset: ``eo:bands`` / STAC 1.1 ``bands``, merged with ``raster:bands``.
 
     STAC 0.9 and 1.0.0-beta items list bands once on the item (``properties["eo:bands"]``) and
@@ -91,7 +91,7 @@ def band_entries(asset: pystac.Asset, item: pystac.Item) -> list[dict]:
     d = asset.extra_fields
     eo = d.get("eo:bands") or d.get("bands") or []
     raster = d.get("raster:bands") or []
-    key = _key_of(asset, item)
+    key = key if key is not None else _key_of(asset, item)
     if not isinstance(eo, list) or not isinstance(raster, list):
         raise MetadataError(f"item {item.id!r} asset {key!r}: eo:bands/raster:bands must be lists, "
                             f"got {type(eo).__name__}/{type(raster).__name__}; fix the item's metadata")
@@ -191,32 +191,28 @@ def _is_preview(asset: pystac.Asset, item: pystac.Item | None = None) -> bool:
     return bool(PREVIEW_ROLES & _roles(asset, item))
 
 
-def _candidates(item: pystac.Item, name: str) -> list[tuple[str, int, dict, int]]:
-    """``(key, band index, entry, bands in asset)`` of every data band named ``name``."""
+Band = tuple[str, int, dict, int, frozenset]  # (asset key, 1-based band index, merged entry, bands in asset, names)
+
+
+def _data_bands(item: pystac.Item) -> list[Band]:
+    """Every band of the item's data assets (not previews, not metadata), in the item's order."""
+    found = []
+    for key, asset in item.assets.items():
+        if _is_preview(asset, item) or not _is_raster(asset, item):
+            continue
+        entries = band_entries(asset, item, key)
+        found += [(key, i + 1, entry, len(entries), frozenset(_names(entry))) for i, entry in enumerate(entries)]
+    return found
+
+
+def _named(bands: list[Band], name: str) -> list[Band]:
     lower = name.lower()
-    found = []
-    for key, asset in item.assets.items():
-        if _is_preview(asset, item) or not _is_raster(asset, item):
-            continue
-        entries = band_entries(asset, item)
-        for i, entry in enumerate(entries):
-            if lower in _names(entry):
-                found.append((key, i + 1, entry, len(entries)))
-    return found
+    return [b for b in bands if lower in b[4]]
 
 
-def _by_wavelength(item: pystac.Item, window: tuple[float, float]) -> list[tuple[str, int, dict, int]]:
+def _in_range(bands: list[Band], window: tuple[float, float]) -> list[Band]:
     lo, hi = window
-    found = []
-    for key, asset in item.assets.items():
-        if _is_preview(asset, item) or not _is_raster(asset, item):
-            continue
-        entries = band_entries(asset, item)
-        for i, entry in enumerate(entries):
-            w = _wavelength(entry)
-            if w is not None and lo <= w <= hi:
-                found.append((key, i + 1, entry, len(entries)))
-    return found
+    return [b for b in bands if (w := _wavelength(b[2])) is not None and lo <= w <= hi]
 
 
 def _in_window(entry: Mapping, name: str) -> bool:
@@ -225,7 +221,7 @@ def _in_window(entry: Mapping, name: str) -> bool:
     return window is None or w is None or window[0] <= w <= window[1]
 
 
-def _pick(item: pystac.Item, requested: str, found: list[tuple[str, int, dict, int]]) -> tuple[str, int] | None:
+def _pick(item: pystac.Item, requested: str, found: list[Band]) -> tuple[str, int] | None:
     """One band out of the candidates, or an error when they are different bands."""
     if not found:
         return None
@@ -233,14 +229,14 @@ def _pick(item: pystac.Item, requested: str, found: list[tuple[str, int, dict, i
     found = single or found
     identities = {(_name(c[2]) or c[0], _wavelength(c[2])) for c in found}
     if len({ident[0] for ident in identities}) > 1 and len({ident[1] for ident in identities}) != 1:
-        listed = ", ".join(f"{k}" + (f".{i}" if n > 1 else "") + f" ({_describe(e)})" for k, i, e, n in found)
+        listed = ", ".join(f"{k}" + (f".{i}" if n > 1 else "") + f" ({_describe(e)})" for k, i, e, n, _ in found)
         raise UnknownBandError(
             f"band {requested!r} is ambiguous in item {item.id!r}: it names {len(found)} different bands: {listed}. "
             "Ask for one of them by asset key"
         )
     # one band, stored several times (a COG and a JPEG2000 copy): take the GeoTIFF
     tiff = [c for c in found if "tiff" in _media_type(item.assets[c[0]], item)]
-    key, index, _, _ = (tiff or found)[0]
+    key, index = (tiff or found)[0][:2]
     return key, index
 
 
@@ -263,7 +259,7 @@ def _by_key(item: pystac.Item, name: str) -> tuple[str, int] | None:
         found = _by_key(item, stem)
         if found:
             key = found[0]
-            count = len(band_entries(assets[key], item))
+            count = len(band_entries(assets[key], item, key))
             if count > 1 and int(number) > count:
                 raise UnknownBandError(
                     f"band {name!r}: asset {key!r} of item {item.id!r} has {count} bands, so there is no band {number}"
@@ -272,10 +268,12 @@ def _by_key(item: pystac.Item, name: str) -> tuple[str, int] | None:
     return None
 
 
-def resolve_band(item: pystac.Item, name: str) -> tuple[str, int]:
+def resolve_band(item: pystac.Item, name: str, memo: dict | None = None) -> tuple[str, int]:
     """Find the asset key and 1-based band index holding band ``name`` in ``item``.
 
-    See the module documentation for the rules.
+    See the module documentation for the rules. ``memo``: a dict a caller
+    resolving several bands of the same items passes each time, so that each
+    item's bands are listed once.
 
     Raises
     ------
@@ -297,18 +295,26 @@ def resolve_band(item: pystac.Item, name: str) -> tuple[str, int]:
     """
     if not isinstance(name, str) or not name:
         raise UnknownBandError(f"band names are strings such as 'red' or 'B04', got {name!r}")
-    found = _by_key(item, name) or _pick(item, name, _candidates(item, name))
+    found = _by_key(item, name)
+    if found:
+        return found
+    if memo is None:
+        bands = _data_bands(item)
+    else:
+        bands = memo.get(id(item))
+        if bands is None or bands[0] is not item:
+            bands = memo[id(item)] = (item, _data_bands(item))
+        bands = bands[1]
+    found = _pick(item, name, _named(bands, name))
     if found:
         return found
     for alias in BAND_ALIASES.get(name.lower(), ()):
-        found = _by_key(item, alias) or _pick(
-            item, name, [c for c in _candidates(item, alias) if _in_window(c[2], name)]
-        )
+        found = _by_key(item, alias) or _pick(item, name, [b for b in _named(bands, alias) if _in_window(b[2], name)])
         if found:
             return found
     window = WAVELENGTH_WINDOWS.get(name.lower())
     if window is not None:
-        found = _pick(item, name, _by_wavelength(item, window))
+        found = _pick(item, name, _in_range(bands, window))
         if found:
             return found
     raise BandNotFoundError(
@@ -330,7 +336,7 @@ def available_bands(item: pystac.Item) -> set[str]:
         except MetadataError:
             continue
         try:
-            entries = band_entries(asset, item)
+            entries = band_entries(asset, item, key)
         except MetadataError:
             continue
         for entry in entries:

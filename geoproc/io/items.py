@@ -316,7 +316,7 @@ def parse_transform(values: Sequence) -> Affine:
     """
     if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable) or len(values) not in (6, 9):
         raise ValueError(f"expected 6 or 9 numbers, got {shorten(repr(values), 80)}")
-    t = [_finite(v) for v in list(values)[:6]]
+    t = [_finite(v) for v in values[:6]] if isinstance(values, list) else [_finite(v) for v in list(values)[:6]]
     if t[1] == 0 and t[3] == 0 and t[0] != 0 and t[4] != 0:
         return Affine(*t)
     if t[2] == 0 and t[4] == 0 and t[1] != 0 and t[5] != 0:  # GDAL order
@@ -343,6 +343,11 @@ def _shape(values) -> tuple[int, int]:
 
 def _finite(value) -> float:
     """A finite float from a number (or a string holding one); ``ValueError`` for anything else."""
+    kind = type(value)
+    if kind is float and math.isfinite(value):  # the common cases, without the ABC checks below
+        return value
+    if kind is int and -(2**53) < value < 2**53:
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
         raise ValueError(f"{shorten(repr(value), 40)} is not a number")
     try:
@@ -355,6 +360,8 @@ def _finite(value) -> float:
 
 
 def _number(value, what: str) -> float:
+    if type(value) is float and math.isfinite(value):
+        return value
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, str)):
         raise ValueError(f"{shorten(repr(value), 40)} is not a number")
     if isinstance(value, str):  # STAC allows "nan", "inf", "-inf" for nodata
@@ -368,7 +375,7 @@ def _number(value, what: str) -> float:
     return number
 
 
-def asset_spec(item: pystac.Item, band: str) -> AssetSpec:
+def asset_spec(item: pystac.Item, band: str, memo: dict | None = None) -> AssetSpec:
     """Build the :class:`AssetSpec` for ``band`` of ``item``.
 
     Raises
@@ -391,7 +398,7 @@ def asset_spec(item: pystac.Item, band: str) -> AssetSpec:
     >>> spec.key, spec.crs, spec.resolution, spec.scale, spec.offset
     ('B04', 'EPSG:32632', 10.0, 0.0001, -0.1)
     """
-    key, index = resolve_band(item, band)
+    key, index = resolve_band(item, band, memo)
     asset = item.assets[key]
     current = "proj:epsg"
 
@@ -420,7 +427,7 @@ def asset_spec(item: pystac.Item, band: str) -> AssetSpec:
             if not all(math.isfinite(v) for xy in corners for v in xy):
                 raise ValueError(f"together they put the file's corners at {corners}")
         note("eo:bands/raster:bands")
-        entries = band_entries(asset, item)
+        entries = band_entries(asset, item, key)
         entry = entries[index - 1] if index - 1 < len(entries) else {}
         note(f"raster:bands[{index - 1}].nodata" if "nodata" in entry else _where(asset, item, "nodata"))
         nodata = entry.get("nodata", _field(asset, item, "nodata"))
