@@ -370,3 +370,24 @@ def test_sensor_from_item_ids(prefix, sensor):
     assert sensor_of(ds) == sensor
     mixed = xr.Dataset(attrs={"input_items": [f"{prefix}_a", "LC08_b" if sensor != "landsat" else "S2A_b"]})
     assert sensor_of(mixed) is None
+
+
+def test_classes_reach_every_path_and_bare_arrays_keep_their_dims():
+    ds = _scene()
+    refl = ds.drop_vars("scl")
+    classes = geoproc.spectral_mask.spectral_classes(refl)
+    # auto without a quality band: classes are spectral classes
+    np.testing.assert_array_equal(cloud_mask(refl, classes=["cloud"]).values, classes.values == 4)
+    # both: the spectral part masks the spectral "classes" only (here clouds, not the shadow south of them)
+    both = cloud_mask(ds, method="both", spectral={"classes": ["cloud"]})
+    np.testing.assert_array_equal(both.values, cloud_mask(ds).values | (classes.values == 4))
+    assert (classes.values[:, 24:30, 12:18] == 2).any() and not both.values[:, 24:30, 12:18].any()
+    # no coordinates at all: the dims are the input's
+    bare = xr.DataArray(np.array([[0, 4], [9, 4]], np.uint8), dims=("y", "x"), name="scl")
+    assert cloud_mask(bare).dims == ("y", "x") and cloud_mask(bare).values.tolist() == [[True, False], [True, False]]
+    bare_refl = refl.drop_vars(["time", "y", "x"])
+    got = cloud_mask(bare_refl, method="spectral", spectral={"resolution": 10.0})
+    assert got.dims == ("time", "y", "x")
+    np.testing.assert_array_equal(got.values, cloud_mask(refl, method="spectral").values)
+    with pytest.raises(UnknownBandError, match="no quality band 'quality'"):
+        cloud_mask(ds[["red"]], band="quality")
