@@ -77,17 +77,14 @@ def test_reads_of_a_task_overlap_in_time():
     n, delay = 8, 0.2
     specs = [spec(i) for i in range(n)]
     reader = FakeReader(delay=delay)
-    t0 = time.perf_counter()
     out = read_chunk(task(specs, list(range(n))), reader, concurrency=8)
-    took = time.perf_counter() - t0
-    assert took < 3 * delay, f"{n} reads of {delay} s took {took:.2f} s: not concurrent"
+    # all n reads were in flight at once (counted by the reader, not timed: the machine may be busy)
     assert reader.active[1] == n
     np.testing.assert_array_equal(out[:, 0, 0], np.arange(1, n + 1))
     # one at a time, as before
     reader = FakeReader(delay=0.05)
-    t0 = time.perf_counter()
     read_chunk(task(specs, list(range(n))), reader, concurrency=1)
-    assert time.perf_counter() - t0 >= n * 0.05 and reader.active[1] == 1
+    assert reader.active[1] == 1
 
 
 def test_concurrency_is_bounded():
