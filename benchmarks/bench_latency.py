@@ -73,7 +73,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -261,24 +260,11 @@ def cog_layout(path: str) -> list[str]:
 
 
 def cached_archive(size: int, dates: int, seed: int = 0) -> str:
-    """The catalog of ``generate_archive(size=size, dates=dates, tiles=1, seed=seed)`` under /tmp, made once.
+    """The catalog of ``generate_archive(size=size, dates=dates, tiles=1, seed=seed)`` under /tmp, made once
+    (``bench_load``'s cache, now that the generator writes into folders whose names hold a dot)."""
+    from bench_load import cached_archive as cached
 
-    (Not ``bench_load.cached_archive``: it generates into a folder named ``...partial-XXXX``, and with
-    a dot in the root's name the generator writes the catalog's JSON files one folder up.)
-    """
-    import geoproc.testing
-
-    cache = "/tmp/geoproc-bench-latency-archives"
-    root = os.path.join(cache, f"archive_s{size}_d{dates}_seed{seed}")
-    catalog = os.path.join(root, "catalog.json")
-    if not os.path.exists(catalog):
-        os.makedirs(cache, exist_ok=True)
-        partial = tempfile.mkdtemp(prefix="partial_", dir=cache)
-        print(f"generating the archive {root} ...", flush=True)
-        geoproc.testing.generate_archive(partial, size=size, dates=dates, tiles=1, seed=seed)
-        shutil.rmtree(root, ignore_errors=True)
-        os.rename(partial, root)
-    return catalog
+    return cached(size, dates, seed)
 
 
 # --------------------------------------------------------------------------- one run (in a fresh process)

@@ -165,3 +165,13 @@ def test_deterministic_for_a_seed(tmp_path):
 def test_rejects_bad_parameters(tmp_path):
     with pytest.raises(ValueError, match="size"):
         generate_archive(tmp_path, size=63)
+
+
+def test_archive_in_a_folder_whose_name_has_a_dot(tmp_path):
+    """pystac takes a root like ``archive.partial-x1`` for a file name and wrote the catalog one folder up."""
+    import geoproc
+
+    arc = generate_archive(tmp_path / "archive.partial-x1", size=64, dates=1, tiles=1)
+    assert arc.catalog == str(tmp_path / "archive.partial-x1" / "catalog.json")
+    assert os.path.exists(arc.catalog) and not os.path.exists(tmp_path / "catalog.json")
+    assert len(geoproc.search(arc.catalog)) == 1

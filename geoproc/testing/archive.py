@@ -390,7 +390,8 @@ def generate_archive(
 
     union = (min(b[0] for b in bboxes), min(b[1] for b in bboxes), max(b[2] for b in bboxes), max(b[3] for b in bboxes))
     collection.extent.spatial = pystac.SpatialExtent([list(union)])
-    catalog.normalize_hrefs(root)
+    # the trailing separator says "folder": pystac takes a root whose name has a dot for a file
+    catalog.normalize_hrefs(os.path.join(root, ""))
     catalog.make_all_asset_hrefs_relative()
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
 
