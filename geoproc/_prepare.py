@@ -36,6 +36,9 @@ __all__ = ["BandPlan", "Prepared", "prepare", "grid_of", "DEFAULT_CHUNK_BYTES", 
 
 #: Default byte budget of one chunk of one band (whole time axis included).
 DEFAULT_CHUNK_BYTES = 128 * 2**20
+#: Chunks per band a load may have: beyond this, building the graph takes minutes and the scheduler's
+#: memory; such jobs run in tiles.
+MAX_CHUNKS = 1_000_000
 GROUPBY = ("solar_day", "time")
 ON_ERROR = ("raise", "fill")
 
@@ -155,6 +158,13 @@ def prepare(
     slot_of, slot_times = _time_slots([when[i] for i in keep], groupby, centre_lon(grid))
     times = np.array([np.datetime64(t.replace(tzinfo=None), "ns") for t in slot_times])
     chunk = _chunk_shape(chunks, grid, len(slot_times))
+    n_chunks = math.ceil(grid.height / chunk[0]) * math.ceil(grid.width / chunk[1])
+    if n_chunks > MAX_CHUNKS:
+        raise InvalidArgumentError(
+            f"the grid of {grid.height} x {grid.width} px in chunks of {chunk[0]} x {chunk[1]} px makes {n_chunks:,} "
+            f"chunks per band, more than one dask graph holds ({MAX_CHUNKS:,}); use larger chunks, a smaller area or "
+            "a coarser resolution, or cut the job into tiles"
+        )
     # fuse order: by slot, then acquisition time, then id (the order of `keep` after this sort)
     order = sorted(range(len(keep)), key=lambda j: (slot_of[j], when[keep[j]], item_list[keep[j]].id))
     ordered_items = keep[order]
@@ -231,7 +241,8 @@ def _placed(specs, reader, probe: bool):
     if not probe or reader is None:
         s = unplaced[0]
         raise MetadataError(
-            f"item {s.item_id!r} asset {s.key!r} (and {len(unplaced) - 1} more) lack proj:epsg/proj:transform/"
+            f"item {s.item_id!r} asset {s.key!r}{f' (and {len(unplaced) - 1} more)' if len(unplaced) > 1 else ''} "
+            "lack proj:epsg/proj:transform/"
             "proj:shape and no file headers may be read here; pass crs=..., resolution=... and bbox=... "
             "(then nothing is read before compute), or load them with probe=True"
         )

@@ -126,3 +126,9 @@ def test_accepts_item_dicts_and_an_item_collection(items):
     c = geoproc.load(pystac.ItemCollection(items[:3]), ["red"], resolution=40)
     assert a.attrs["input_items"] == b.attrs["input_items"] == c.attrs["input_items"]
     np.testing.assert_array_equal(a.red.values, c.red.values)
+
+
+def test_a_grid_of_too_many_chunks_is_refused_before_the_graph_is_built(items):
+    """A 10,000 km square at 10 m in 256 px chunks is 15 million chunks per band: refused at once, not a hang."""
+    with pytest.raises(geoproc.errors.InvalidArgumentError, match="chunks per band"):
+        geoproc.plan(items, ["red"], bounds=(0, 0, 10_000_000, 10_000_000), resolution=10, chunks=256, crs=32633)
