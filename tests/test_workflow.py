@@ -86,13 +86,38 @@ def test_cli_resume_keeps_the_regions_already_written(tmp_path, archive, capsys)
         assert main(run) == 2  # neither --resume nor --overwrite: refused, nothing touched
         assert "already exists" in capsys.readouterr().err
         assert main([*run, "--resume"]) == 0
-    for p in kept:
-        assert p.stat().st_mtime_ns == 1_000_000_000_000_000_000, f"{p} was written again"
-        assert p.read_bytes() == before[p]
-    assert all(p.exists() for p in lost)
-    status = output_status(out)
-    assert status["status"] == "complete" and status["regions_done"] == total
+        for p in kept:
+            assert p.stat().st_mtime_ns == 1_000_000_000_000_000_000, f"{p} was written again"
+            assert p.read_bytes() == before[p]
+        assert all(p.exists() for p in lost)
+        status = output_status(out)
+        assert status["status"] == "complete" and status["regions_done"] == total
+        np.testing.assert_array_equal(geoproc.open_result(out)["ndvi_median"].values, full)
+        # --overwrite, by contrast, writes every region again
+        assert main([*run, "--overwrite"]) == 0
+    assert all(p.stat().st_mtime_ns != 1_000_000_000_000_000_000 for p in kept)
     np.testing.assert_array_equal(geoproc.open_result(out)["ndvi_median"].values, full)
+
+
+def test_job_generates_its_archive_only_when_missing(tmp_path, capsys):
+    import yaml
+    from distributed import LocalCluster
+
+    from geoproc.cli import main
+
+    catalog = tmp_path / "arc" / "catalog.json"
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({
+        "catalog": str(catalog), "output": str(tmp_path / "out.zarr"),
+        "generate": {"size": 64, "dates": 2, "tiles": 1, "seed": 2}, "load": {"bands": ["red", "nir", "scl"], "resolution": 20},
+    }))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        run = ["run", str(job), "--no-progress", "--cluster", cluster.scheduler_address]
+        assert main(run) == 0
+        assert catalog.exists() and f"generating a synthetic archive in {tmp_path / 'arc'}" in capsys.readouterr().out
+        stamp = catalog.stat().st_mtime_ns
+        assert main([*run, "--overwrite"]) == 0
+        assert catalog.stat().st_mtime_ns == stamp and "generating" not in capsys.readouterr().out
 
 
 def test_job_keys_reach_the_library_functions(tmp_path, archive, capsys):
@@ -109,7 +134,7 @@ def test_job_keys_reach_the_library_functions(tmp_path, archive, capsys):
     bbox = [17.95, 45.46, 18.02, 45.50]
     spec = {
         "catalog": str(archive.catalog), "output": str(tmp_path / "out.zarr"), "index": "NDWI", "composite": "mean",
-        "search": {"bbox": bbox, "datetime": "2024-05-01/2024-05-31"},
+        "search": {"bbox": bbox, "datetime": "2024-05-01/2024-05-15"},  # 3 of the archive's 5 dates
         "load": {"bands": ["green", "nir", "scl"], "resolution": 20, "chunks": 64},
         "mask": {"classes": [0, 8, 9]}, "quicklook": str(tmp_path / "q.png"),
     }
@@ -117,8 +142,10 @@ def test_job_keys_reach_the_library_functions(tmp_path, archive, capsys):
     job.write_text(yaml.safe_dump(spec))
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
         assert main(["run", str(job), "--no-progress", "--cluster", cluster.scheduler_address]) == 0
+        assert cluster.scheduler.transition_counter > 0, "the job did not run on the given scheduler"
     printed = capsys.readouterr().out
-    items = geoproc.search(str(archive.catalog), bbox=bbox, datetime="2024-05-01/2024-05-31")
+    items = geoproc.search(str(archive.catalog), bbox=bbox, datetime="2024-05-01/2024-05-15")
+    assert len({it.datetime.date() for it in items}) == 3
     ds = geoproc.load(items, ["green", "nir", "scl"], resolution=20, chunks=64, bbox=bbox)
     expected = geoproc.composite(geoproc.index(ds, "NDWI"), "mean", mask=geoproc.cloud_mask(ds, classes=[0, 8, 9]))
     got = geoproc.open_result(spec["output"])
