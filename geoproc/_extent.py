@@ -138,8 +138,11 @@ def native_anchor(placed: Sequence[AssetSpec], crs: str, resolution: tuple[float
     True
     """
     xres, yres = resolution
-    phases: Counter = Counter()
-    exact: dict[tuple[int, int], tuple[float, float]] = {}
+    # the finest compatible native grid decides (its edges are also edges of the coarser ones); phases
+    # are taken modulo the native pixel, so the grid depends on the lattice alone, not on how each
+    # scene happens to be framed (Landsat origins are 15 m mod 30 but 15 or 45 m mod 60)
+    by_k: dict[tuple[int, int], Counter] = {}
+    exact: dict[tuple, tuple[float, float]] = {}
     for s in placed:
         t = s.transform
         if s.crs != crs or t.b != 0 or t.d != 0:
@@ -147,13 +150,15 @@ def native_anchor(placed: Sequence[AssetSpec], crs: str, resolution: tuple[float
         kx, ky = xres / abs(t.a), yres / abs(t.e)
         if round(kx) < 1 or round(ky) < 1 or abs(kx - round(kx)) > 1e-9 * kx or abs(ky - round(ky)) > 1e-9 * ky:
             continue
-        (qx, px), (qy, py) = _phase(t.c, xres), _phase(t.f, yres)
-        phases[(qx, qy)] += 1
-        exact.setdefault((qx, qy), (px, py))
-    if not phases:
+        k = (round(kx), round(ky))
+        (qx, px), (qy, py) = _phase(t.c, abs(t.a)), _phase(t.f, abs(t.e))
+        by_k.setdefault(k, Counter())[(qx, qy)] += 1
+        exact.setdefault((k, qx, qy), (px, py))
+    if not by_k:
         return None
-    best, _ = max(phases.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
-    return exact[best]
+    k = min(by_k, key=lambda kk: kk[0] * kk[1])
+    best, _ = max(by_k[k].items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
+    return exact[(k, *best)]
 
 
 def _phase(edge: float, res: float) -> tuple[int, float]:
@@ -207,6 +212,12 @@ def output_grid(
         if len(area) != 4:
             raise InvalidArgumentError(f"bounds must have 4 numbers (minx, miny, maxx, maxy), got {bounds!r}")
     elif area_ll is not None:
+        if area_ll[2] > 180.0 and _crs(out_crs).is_geographic:
+            raise InvalidArgumentError(
+                f"the area {area_ll[:2] + (area_ll[2] - 360.0, area_ll[3])} crosses 180 degrees, which a grid in "
+                f"{out_crs} (longitude/latitude) cannot: its items would fall on both ends. Load it in a projected "
+                "CRS, e.g. the items' UTM zone (crs=32760 or 32601 near Fiji), or as two loads, west and east of 180"
+            )
         area = lonlat_to(area_ll, out_crs)
     else:
         fps = np.vstack(list(footprints_in(out_crs).values()))
@@ -315,11 +326,11 @@ def _resolution(resolution, placed: Sequence[AssetSpec], out_crs: str) -> tuple[
         )
     native = [s for s in placed if s.crs == out_crs]
     if native:
-        finest = min(native, key=lambda s: s.resolution)
-        t = finest.transform
-        if t.b == 0 and t.d == 0:  # north-up: its own x and y sizes (DEMs near the poles are not square)
-            return abs(t.a), abs(t.e)
-        return finest.resolution, finest.resolution
+        north_up = [s.transform for s in native if s.transform.b == 0 and s.transform.d == 0]
+        if north_up:  # the finest x and y sizes, each on its own (DEM pixels in degrees are not square)
+            return min(abs(t.a) for t in north_up), min(abs(t.e) for t in north_up)
+        r = min(s.resolution for s in native)
+        return r, r
     finest = min(placed, key=lambda s: s.resolution)
     src, dst = _crs(finest.crs), _crs(out_crs)
     if _unit(src) is not None and _unit(src) == _unit(dst):

@@ -25,7 +25,8 @@ import xarray as xr
 from pyproj import Transformer
 
 from ._extent import centre_lon, lonlat_to, output_grid
-from .errors import GeoprocWarning, InvalidArgumentError, MetadataError, BandNotFoundError, NoItemsFoundError, NoOverlapError
+from .errors import (AssetReadError, BandNotFoundError, GeoprocWarning, InvalidArgumentError, MetadataError,
+                     NoItemsFoundError, NoOverlapError)
 from .grid import GridSpec, normalize_crs
 from .io.headers import band_dtype, known_dtype, place_specs
 from .io.items import AssetSpec, as_items, asset_spec, is_categorical, item_datetime, numpy_dtype
@@ -75,6 +76,7 @@ class Prepared:
     n_items: int
     report_token: str | None = None
     span: tuple[dt.datetime, dt.datetime] | None = None
+    time_end: np.ndarray | None = None  # per slot, the end of its last acquisition (end_datetime, else datetime)
 
 
 def prepare(
@@ -127,7 +129,9 @@ def prepare(
     area_given = any(v is not None for v in (bbox, bounds, geometry, like))
     if any(s is not None and not s.placed for ss in specs.values() for s in ss):
         if not (like is not None or (crs is not None and resolution is not None and area_given)):
-            specs = _placed(specs, reader, probe)
+            if on_error == "fill":
+                report_token = report_token or _new_token()
+            specs = _placed(specs, reader, probe, on_error, report_token)
     by_crs: dict[str, dict[str, np.ndarray]] = {}
 
     def footprints_in(dst_crs: str) -> dict[str, np.ndarray]:
@@ -188,7 +192,12 @@ def prepare(
         )
     ends = [_end_datetime(item_list[i], when[i]) for i in keep]
     span = (min(when[i] for i in keep), max(ends))
-    return Prepared(grid, chunk, times, plans, [item_list[i].id for i in ordered_items], len(item_list), report_token, span)
+    slot_ends = [slot_times[k] for k in range(len(slot_times))]
+    for j, end in zip(slot_of, ends):
+        slot_ends[j] = max(slot_ends[j], end)
+    time_end = np.array([np.datetime64(t.replace(tzinfo=None), "ns") for t in slot_ends])
+    return Prepared(grid, chunk, times, plans, [item_list[i].id for i in ordered_items], len(item_list), report_token,
+                    span, time_end)
 
 
 def _end_datetime(item, start: dt.datetime) -> dt.datetime:
@@ -235,7 +244,7 @@ def _specs(item_list, band_list) -> tuple[dict[str, list[AssetSpec | None]], dic
     return specs, missing
 
 
-def _placed(specs, reader, probe: bool):
+def _placed(specs, reader, probe: bool, on_error: str, report_token: str | None):
     """Specs with the grid of items lacking ``proj:`` read from their files (in parallel)."""
     unplaced = [s for ss in specs.values() for s in ss if s is not None and not s.placed]
     if not probe or reader is None:
@@ -246,8 +255,15 @@ def _placed(specs, reader, probe: bool):
             "proj:shape and no file headers may be read here; pass crs=..., resolution=... and bbox=... "
             "(then nothing is read before compute), or load them with probe=True"
         )
-    placed = iter(place_specs(unplaced, reader))
-    return {band: [s if s is None or s.placed else next(placed) for s in ss] for band, ss in specs.items()}
+    placed = iter(place_specs(unplaced, reader, on_error, report_token))
+    out = {band: [s if s is None or s.placed else next(placed) for s in ss] for band, ss in specs.items()}
+    for band, ss in out.items():
+        if all(s is None for s in ss):
+            raise AssetReadError(
+                f"no file of band {band!r} could be opened to learn its grid (the items lack proj: fields); "
+                "see geoproc.read_report(ds) for each failure, or check the hrefs and credentials"
+            )
+    return out
 
 
 def grid_of(obj: xr.DataArray | xr.Dataset) -> GridSpec:
@@ -364,6 +380,9 @@ def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, gr
             GeoprocWarning, stacklevel=4,
         )
     nodata = present[0].nodata
+    if missing and not decode and stored is not None and stored.kind in "iu" and nodata is None:
+        # items without the band need a value that no pixel has: an integer band without nodata has none
+        decode = True
     if decode:
         out_dtype, fill = float_dtype, np.nan
     else:
@@ -411,9 +430,9 @@ def _stored_dtype(present: Sequence[AssetSpec], reader, probe: bool) -> tuple[np
             remembered = known_dtype(group)
             if remembered is not None:
                 declared.add(remembered)
-            elif probe and reader is not None:
-                declared.add(band_dtype(group, reader))
-            else:
+            elif probe and reader is not None and (probed := band_dtype(group, reader)) is not None:
+                declared.add(probed)
+            else:  # not to be read, or no file of the group could be opened: decode to float
                 known = False
             declared.discard(None)
         found |= declared

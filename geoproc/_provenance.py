@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
-__all__ = ["PROVENANCE_KEYS", "carry", "time_span", "collect", "iso"]
+__all__ = ["PROVENANCE_KEYS", "carry", "time_span", "collect", "merge", "iso"]
 
 PROVENANCE_KEYS = ("input_items", "input_start", "input_end")
 
@@ -39,11 +39,15 @@ def carry(source: xr.Dataset | xr.DataArray | Mapping) -> dict:
 
 
 def time_span(data: xr.DataArray | xr.Dataset, dim: str = "time") -> dict:
-    """``input_start``/``input_end`` of the ``dim`` coordinate, when it holds dates."""
+    """``input_start``/``input_end`` of the ``dim`` coordinate, when it holds dates (the end from the
+    ``time_end`` coordinate where :func:`geoproc.load` left one)."""
     if dim not in data.coords or not data[dim].size or data[dim].dtype.kind != "M":
         return {}
     values = data[dim].values
-    return {"input_start": iso(values.min()), "input_end": iso(values.max())}
+    # the loader's time_end coordinate: the end of each slice's last acquisition (MODIS periods)
+    end = data.coords.get(f"{dim}_end") if dim == "time" else None
+    last = end.values.max() if end is not None and end.dtype.kind == "M" and end.dims == (dim,) else values.max()
+    return {"input_start": iso(values.min()), "input_end": iso(max(last, values.max()))}
 
 
 def collect(ds: xr.Dataset) -> dict:
@@ -70,6 +74,29 @@ def collect(ds: xr.Dataset) -> dict:
     out: dict = {}
     if items:
         out["input_items"] = list(items)
+    if starts:
+        out["input_start"] = min(starts)
+    if ends:
+        out["input_end"] = max(ends)
+    return out
+
+
+def merge(old: Mapping, new: Mapping) -> dict:
+    """Provenance of a store after ``new`` was appended to ``old``: items of both (old first, once
+    each), the earliest start and the latest end.
+
+    Examples
+    --------
+    >>> merge({"input_items": ["a", "b"], "input_start": "2024-05-01T00:00:00Z", "input_end": "2024-05-02T00:00:00Z"},
+    ...       {"input_items": ["b", "c"], "input_start": "2024-05-03T00:00:00Z", "input_end": "2024-05-04T00:00:00Z"})
+    {'input_items': ['a', 'b', 'c'], 'input_start': '2024-05-01T00:00:00Z', 'input_end': '2024-05-04T00:00:00Z'}
+    """
+    out: dict = {}
+    items = [*(old.get("input_items") or ()), *(new.get("input_items") or ())]
+    if items:
+        out["input_items"] = list(dict.fromkeys(map(str, items)))
+    starts = [str(v) for v in (old.get("input_start"), new.get("input_start")) if v]
+    ends = [str(v) for v in (old.get("input_end"), new.get("input_end")) if v]
     if starts:
         out["input_start"] = min(starts)
     if ends:

@@ -170,7 +170,10 @@ def load(
         Unscaled bands keep their integer dtype and nodata value; scaled bands
         are ``dtype`` with NaN for nodata. ``attrs["input_items"]`` lists the
         items used, in fuse order, and ``input_start``/``input_end`` the span
-        of their acquisitions (on the Dataset and on each variable).
+        of their acquisitions (on the Dataset and on each variable). The
+        ``time_end`` coordinate gives, per slice, the end of its last
+        acquisition (``end_datetime`` for composites such as MODIS 8-day
+        products), so reductions over time know the span they cover.
 
     Notes
     -----
@@ -226,7 +229,8 @@ def load(
         graph = HighLevelGraph.from_collections(name, layer, dependencies=())
         arr = da.Array(graph, name, chunks=((len(prep.times),), ys, xs), dtype=band.dtype)
         data_vars[band.name] = (("time", "y", "x"), arr, {**band.attrs, **provenance})
-    ds = xr.Dataset(data_vars, coords={"time": prep.times, "y": grid.ys(), "x": grid.xs()})
+    coords = {"time": prep.times, "time_end": ("time", prep.time_end), "y": grid.ys(), "x": grid.xs()}
+    ds = xr.Dataset(data_vars, coords=coords)
     ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.transform).rio.write_coordinate_system()
     ds.attrs.update(provenance)
     if token:

@@ -8,6 +8,7 @@ items without ``proj:``, the antimeridian, and the provenance of composites.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import json
 import warnings
 
@@ -428,9 +429,134 @@ def test_a_composite_written_from_python_is_dated_by_its_inputs(archive, tmp_pat
         found = list(tmp_path.rglob("*.json"))
         item = next(json.load(open(f)) for f in found if json.load(open(f)).get("type") == "Feature")
     props = item["properties"]
-    first, last = ds.time.values.min(), ds.time.values.max()
+    # the span of the acquisitions themselves (a slice is stamped with its first; the last tile of the
+    # last slice was acquired 10 s after it)
+    acquired = sorted(it.datetime for it in items if it.id in ds.attrs["input_items"])
     assert props["datetime"] is None
-    assert props["start_datetime"] == np.datetime_as_string(first, unit="s") + "Z"
-    assert props["end_datetime"] == np.datetime_as_string(last, unit="s") + "Z"
+    assert props["start_datetime"] == acquired[0].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert props["end_datetime"] == acquired[-1].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert acquired[-1].replace(tzinfo=None) > ds.time.values.max().astype("datetime64[s]").item()
     assert props["geoproc:input_items"] == ds.attrs["input_items"]
     assert f"from {len(ds.attrs['input_items'])} input item(s)" in props["processing:lineage"]
+
+
+def test_a_composite_of_modis_periods_ends_where_the_last_period_ends(tmp_path):
+    """8-day composites: datetime is the period's start, end_datetime 8 days later; a composite of two
+    periods covers until the second one's end, not its start."""
+    d = raw_item(None, "planetarycomputer__modis-09A1-061__MYD09A1.A2025057.h35v10.061.2025066034638.json")
+    key = "sur_refl_b01"
+    crs, t = proj_of(d, key)
+    items = []
+    for i, start in enumerate((dt.datetime(2025, 2, 26), dt.datetime(2025, 3, 6))):
+        e = json.loads(json.dumps(d))
+        e["id"] = f"modis-{i}"
+        path = write_tif(tmp_path / f"m{i}.tif", np.full((8, 8), 100 + i, "int16"), crs, t)
+        localize(e, key, path, (8, 8), t)
+        e["properties"].update(datetime=None, start_datetime=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                               end_datetime=(start + dt.timedelta(days=8) - dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        items.append(as_item(e))
+    ds = geoproc.load(items, [key])
+    assert ds.attrs["input_end"] == "2025-03-13T23:59:59Z"
+    comp = geoproc.composite(ds[key], "median")
+    assert comp.attrs["input_start"] == "2025-02-26T00:00:00Z" and comp.attrs["input_end"] == "2025-03-13T23:59:59Z"
+    # a composite of the first period alone ends with it
+    first = geoproc.composite(ds[key].isel(time=[0]), "median")
+    assert first.attrs["input_end"] == "2025-03-05T23:59:59Z"
+
+
+# ------------------------------------------------------------------------------ found in review
+
+
+def test_items_without_a_collection_never_share_a_remembered_data_type(tmp_path):
+    """Two items with asset `data` and no collection id: uint8 and float32 files keep their own types."""
+    items = []
+    for i, (dtype, value) in enumerate((("uint8", 210), ("float32", 1234.75))):
+        t = Affine(10, 0, 500000 + 1000 * i, 0, -10, 5000000)
+        path = write_tif(tmp_path / f"f{i}.tif", np.full((4, 4), value, dtype), "EPSG:32633", t)
+        d = {"type": "Feature", "stac_version": "1.0.0", "id": f"x{i}", "links": [],
+             "properties": {"datetime": f"2024-05-0{i + 1}T10:00:00Z", "proj:epsg": 32633},
+             "assets": {"data": {"href": path, "type": "image/tiff", "roles": ["data"],
+                                 "proj:shape": [4, 4], "proj:transform": list(t)[:6]}}}
+        set_footprint(d, "EPSG:32633", (t.c, t.f - 40, t.c + 40, t.f))
+        items.append(as_item(d))
+    one = geoproc.load(items[:1], ["data"])
+    two = geoproc.load(items[1:], ["data"])
+    assert one.data.dtype == np.uint8 and two.data.dtype == np.float32
+    assert float(two.data.values.max()) == 1234.75
+    both = geoproc.load(items, ["data"], groupby="time")
+    assert both.data.dtype.kind == "f" and sorted(np.unique(both.data.values[~np.isnan(both.data.values)])) == [210, 1234.75]
+
+
+def test_the_anchor_of_a_coarser_grid_depends_on_the_lattice_not_on_the_scene(shared_data, tmp_path):
+    """Two Landsat framings of one path/row (origins 15 and 45 mod 60, both 15 mod 30) at 60 m: one grid."""
+    bounds = []
+    for i, shift in enumerate((0, 30)):
+        ls_d = raw_item(shared_data, ES_LS)
+        _, lt = proj_of(ls_d, "red")
+        d, _ = _local(shared_data, tmp_path, ES_LS, ["red"], (40, 40), origin=(lt.c + shift, lt.f), item_id=f"ls{i}")
+        bounds.append(geoproc.plan([as_item(d)], ["red"], resolution=60, bbox=tuple(d["bbox"])).bounds)
+    assert (bounds[0][0] - bounds[1][0]) % 60 == 0 and (bounds[0][3] - bounds[1][3]) % 60 == 0
+
+
+def test_non_square_dem_pixels_give_the_finest_size_on_each_axis_whatever_the_item_order(tmp_path):
+    """Copernicus DEM: 1 arc-second wide below 50 N, 1.5 from 50 to 60 N, 1 high everywhere."""
+    items = []
+    for lat, width in ((49, 1 / 3600), (50, 1.5 / 3600)):
+        t = Affine(width, 0, 10 - width / 2, 0, -1 / 3600, lat + 1 + 1 / 7200)
+        path = write_tif(tmp_path / f"n{lat}.tif", np.ones((6, 6), "float32"), "EPSG:4326", t)
+        d = {"type": "Feature", "stac_version": "1.0.0", "id": f"N{lat}", "links": [], "collection": "cop-dem-glo-30",
+             "properties": {"datetime": "2021-04-22T00:00:00Z", "proj:epsg": 4326},
+             "assets": {"data": {"href": path, "type": "image/tiff", "roles": ["data"],
+                                 "proj:shape": [6, 6], "proj:transform": list(t)[:6]}}}
+        set_footprint(d, "EPSG:4326", (t.c, t.f - 6 / 3600, t.c + 6 * width, t.f))
+        items.append(as_item(d))
+    a = geoproc.plan(items, ["data"])
+    b = geoproc.plan(items[::-1], ["data"])
+    assert a.resolution == b.resolution == (1 / 3600, 1 / 3600)
+
+
+def test_one_name_for_different_bands_without_wavelengths_is_ambiguous(shared_data):
+    from geoproc.errors import UnknownBandError
+    from geoproc.io.bands import resolve_band
+
+    d = raw_item(shared_data, ES_C1)
+    for k in ("rededge1", "rededge2", "rededge3"):
+        d["assets"][k]["eo:bands"][0].pop("center_wavelength")
+    with pytest.raises(UnknownBandError, match="ambiguous"):
+        resolve_band(as_item(d), "rededge")
+
+
+def test_a_lonlat_grid_across_180_degrees_is_refused_with_what_to_do(tmp_path):
+    items = _fiji_pair(tmp_path)
+    with pytest.raises(geoproc.errors.InvalidArgumentError, match="projected CRS"):
+        geoproc.plan(items, ["red"], bbox=(179.5, -17.6, -179.5, -17.0), crs=4326, resolution=0.0001)
+
+
+def test_append_keeps_the_provenance_of_every_write(archive, tmp_path):
+    items = geoproc.search(archive.catalog)
+    ds = geoproc.load(items, ["red"], resolution=80, chunks=256)
+    url = str(tmp_path / "series.zarr")
+    geoproc.to_zarr(ds.isel(time=[0, 1]), url)
+    geoproc.to_zarr(ds.isel(time=[2, 3]), url, mode="a")
+    out = geoproc.open_result(url)
+    assert out.attrs["input_start"] == ds.attrs["input_start"]
+    first_two = set(ds.attrs["input_items"])  # every item of the load is in one of the two writes
+    assert set(out.attrs["input_items"]) == first_two
+
+
+def test_an_unreadable_file_without_metadata_is_filled_and_reported_not_fatal(shared_data, tmp_path):
+    items = []
+    for i in range(3):
+        d, files = _local(shared_data, tmp_path, PC_S2, ["B04"], (20, 20), when=dt.datetime(2019, 1, 1 + i, 0),
+                          item_id=f"pc{i}")
+        items.append((d, files["B04"][0]))
+    os.remove(items[0][1])
+    with pytest.raises(geoproc.errors.AssetReadError):
+        geoproc.load([as_item(d) for d, _ in items], ["red"]).red.values
+    for d, _ in items:  # no proj: either: headers are all that places them
+        for k in [k for k in d["assets"]["B04"] if k.startswith("proj:")]:
+            del d["assets"]["B04"][k]
+        d["properties"].pop("proj:epsg", None)
+    ds = geoproc.load([as_item(d) for d, _ in items], ["red"], on_error="fill")
+    assert ds.red.dtype == np.uint16 and ds.sizes["time"] == 2
+    assert [f["item_id"] for f in geoproc.read_report(ds).failures()] == ["pc0"]

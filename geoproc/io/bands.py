@@ -227,8 +227,11 @@ def _pick(item: pystac.Item, requested: str, found: list[Band]) -> tuple[str, in
         return None
     single = [c for c in found if c[3] == 1]
     found = single or found
-    identities = {(_name(c[2]) or c[0], _wavelength(c[2])) for c in found}
-    if len({ident[0] for ident in identities}) > 1 and len({ident[1] for ident in identities}) != 1:
+    names = {_name(c[2]) or c[0] for c in found}
+    wavelengths = {_wavelength(c[2]) for c in found}
+    # one band stored twice carries one name (Earth Search's red and red-jp2: B04), or, named
+    # differently, one known centre wavelength; anything else is several bands under one name
+    if len(names) > 1 and (None in wavelengths or len(wavelengths) != 1):
         listed = ", ".join(f"{k}" + (f".{i}" if n > 1 else "") + f" ({_describe(e)})" for k, i, e, n, _ in found)
         raise UnknownBandError(
             f"band {requested!r} is ambiguous in item {item.id!r}: it names {len(found)} different bands: {listed}. "

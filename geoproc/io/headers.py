@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import AssetReadError, MetadataError
 from .items import AssetSpec
 from .reader import Header
+from .report import record_failure
 
 __all__ = ["place_specs", "band_dtype", "HEADER_THREADS"]
 
@@ -40,8 +41,12 @@ def _header_of(reader, spec: AssetSpec) -> Header:
     return header(spec)
 
 
-def place_specs(specs: Sequence[AssetSpec], reader) -> list[AssetSpec]:
+def place_specs(specs: Sequence[AssetSpec], reader, on_error: str = "raise",
+                report_token: str | None = None) -> list[AssetSpec | None]:
     """``specs`` with the grid of every unplaced one read from its file (once per file and band, in parallel).
+
+    With ``on_error="fill"`` a file that cannot be opened gives ``None`` (the item is left out of that
+    band) and is recorded in the load's read report; otherwise the error is raised.
 
     Raises
     ------
@@ -51,14 +56,27 @@ def place_specs(specs: Sequence[AssetSpec], reader) -> list[AssetSpec]:
     todo = {(s.href, s.band_index): s for s in specs if not s.placed}
     if not todo:
         return list(specs)
+
+    def header(s: AssetSpec) -> Header | AssetReadError:
+        try:
+            return _header_of(reader, s)
+        except AssetReadError as exc:
+            return exc
+
     with ThreadPoolExecutor(min(HEADER_THREADS, len(todo))) as pool:
-        headers = dict(zip(todo, pool.map(lambda s: _header_of(reader, s), todo.values())))
-    out = []
+        headers = dict(zip(todo, pool.map(header, todo.values())))
+    out: list[AssetSpec | None] = []
     for s in specs:
         if s.placed:
             out.append(s)
             continue
         h = headers[(s.href, s.band_index)]
+        if isinstance(h, AssetReadError):
+            if on_error != "fill":
+                raise h
+            record_failure(report_token or "", {"item_id": s.item_id, "asset": s.key, "href": s.href, "error": str(h)})
+            out.append(None)
+            continue
         crs = h.crs or s.crs
         if crs is None:
             raise AssetReadError(
@@ -69,28 +87,42 @@ def place_specs(specs: Sequence[AssetSpec], reader) -> list[AssetSpec]:
     return out
 
 
-def band_dtype(specs: Sequence[AssetSpec], reader) -> np.dtype:
+def _dtype_key(spec: AssetSpec) -> tuple:
+    """What a remembered data type is kept under: the collection's band, or (without a collection id,
+    when nothing says two items share a layout) the file itself."""
+    if spec.collection:
+        return ("collection", spec.collection, spec.key, spec.band_index)
+    return ("file", spec.href, spec.band_index)
+
+
+def band_dtype(specs: Sequence[AssetSpec], reader) -> np.dtype | None:
     """The data type of a band whose metadata does not give one: one header per band and collection.
 
-    Remembered per ``(collection, asset key, band index)`` in this process, so a
-    second load of the same collection opens nothing.
+    ``specs`` are the band's assets of one collection (or one file, for items without a collection
+    id). Remembered in this process, so a second load of the same collection opens nothing. When a
+    file cannot be opened the next is tried; ``None`` when none can.
     """
-    first = next(s for s in specs if s is not None)
-    key = (first.collection, first.key, first.band_index)
+    present = [s for s in specs if s is not None]
+    key = _dtype_key(present[0])
     with _LOCK:
         if key in _DTYPES:
             _DTYPES.move_to_end(key)
             return _DTYPES[key]
-    dtype = np.dtype(_header_of(reader, first).dtype)
-    with _LOCK:
-        _DTYPES[key] = dtype
-        while len(_DTYPES) > _DTYPES_MAX:
-            _DTYPES.popitem(last=False)
-    return dtype
+    for spec in present[:3]:
+        try:
+            dtype = np.dtype(_header_of(reader, spec).dtype)
+        except AssetReadError:
+            continue
+        with _LOCK:
+            _DTYPES[key] = dtype
+            while len(_DTYPES) > _DTYPES_MAX:
+                _DTYPES.popitem(last=False)
+        return dtype
+    return None
 
 
 def known_dtype(specs: Sequence[AssetSpec]) -> np.dtype | None:
-    """The data type remembered for this band's collection, if a header was read before."""
+    """The data type remembered for this band's collection (or file), if a header was read before."""
     first = next(s for s in specs if s is not None)
     with _LOCK:
-        return _DTYPES.get((first.collection, first.key, first.band_index))
+        return _DTYPES.get(_dtype_key(first))

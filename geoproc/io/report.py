@@ -14,14 +14,19 @@ __all__ = ["record_failure", "record_missing", "LoadReport", "TOPIC_PREFIX"]
 
 TOPIC_PREFIX = "geoproc-load-failures-"
 _LOCAL: dict[str, list[dict]] = {}
-_MISSING: dict[str, dict[str, tuple[str, ...]]] = {}
+_MISSING: dict[str, dict[str, tuple[str, ...]]] = {}  # insertion-ordered: oldest load first
+MISSING_KEPT = 1024
 _LOCK = threading.Lock()
 
 
 def record_missing(token: str, band: str, item_ids: tuple[str, ...]) -> None:
-    """Record, when a load is prepared (in the client's process), the items that lack ``band``."""
+    """Record, when a load is prepared (in the client's process), the items that lack ``band``.
+
+    The records of the last :data:`MISSING_KEPT` loads are kept."""
     with _LOCK:
         _MISSING.setdefault(token, {})[band] = tuple(item_ids)
+        while len(_MISSING) > MISSING_KEPT:
+            _MISSING.pop(next(iter(_MISSING)))
 
 
 def record_failure(token: str, record: dict) -> None:

@@ -47,7 +47,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
 from ..errors import InvalidArgumentError, OutputError
-from .._provenance import collect
+from .._provenance import PROVENANCE_KEYS, collect, merge
 from .output_item import output_item
 from .storage import Location, S3Options, object_store, parse_location, redact, s3_options, zarr_store
 
@@ -263,6 +263,9 @@ def _as_dataset(data: xr.DataArray | xr.Dataset, attrs: Mapping[str, Any] | None
     # provenance from the data itself (its variables' attrs when the Dataset's own have none), so that
     # a result written from Python describes its inputs as a workflow's does
     ds.attrs = _json_safe({**collect(ds), **ds.attrs, **(attrs or {}), "geoproc_version": __version__})
+    for name in ds.data_vars:  # a variable's list of items, when it is the store's, is written once
+        if ds[name].attrs.get("input_items") == ds.attrs.get("input_items"):
+            ds[name].attrs.pop("input_items", None)
     for name, var in ds.data_vars.items():
         if var.dtype.kind not in "biuf":
             raise InvalidArgumentError(
@@ -612,6 +615,11 @@ def to_zarr(
             done = target.done_regions()
         else:
             write = manifest.get("write", 0) + 1 if manifest else 1
+            # the store's provenance covers every write: xarray's append replaces the attrs it writes
+            ds.attrs.update(merge(existing.attrs, ds.attrs))
+            for name, var in ds.data_vars.items():
+                if name in existing.data_vars and any(k in var.attrs for k in PROVENANCE_KEYS):
+                    var.attrs.update(merge(existing[name].attrs, var.attrs))
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", category=UserWarning)
