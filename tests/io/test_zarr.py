@@ -270,7 +270,7 @@ def test_open_result_missing(tmp_path):
         geoproc.open_result(tmp_path / "nope.zarr")
 
 
-@pytest.mark.parametrize("dx, dy", [(10.0, 0.0), (0.0, -20.0), (-30.0, 10.0), (5.0, 0.0)])
+@pytest.mark.parametrize("dx, dy", [(10.0, 0.0), (0.0, -20.0), (-30.0, 10.0), (5.0, 0.0), (0.5, 0.0)])
 def test_resume_and_append_refuse_a_shifted_grid_of_the_same_shape(tmp_path, dx, dy):
     """Same variables, shape, dtype, CRS and chunks, on a grid moved by whole (or half) pixels: another result, so
     resume and append refuse it before computing anything, and the stored values are untouched."""
