@@ -542,6 +542,8 @@ def test_monitor_outputs_history_start_trend_and_min_obs():
     bf = bfast_monitor(series, "2022-01-01", history_start="2020-07-01", harmonics=1, trend=False)
     assert bf.attrs["history_start"] == str(t[hist]) and bf.attrs["time_origin"] == float(years[hist])
     np.testing.assert_array_equal(bf.n_history.values, cc.n_history.values)
+    for out in (cc, bf, harmonic_fit(series, harmonics=1)):
+        assert "time" not in out.coords and "time" not in out.dims  # per-pixel results: the time axis is gone
     for out in (cc, bf):
         assert out.detected.dtype == np.uint8 and out.reason.dtype == np.uint8 and out.n_history.dtype == np.int16
         assert out.break_date.dtype == np.dtype("datetime64[ns]")
