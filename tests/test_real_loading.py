@@ -31,7 +31,7 @@ from pyproj import Transformer
 import geoproc
 from geoproc.grid import GridSpec, transform_bounds
 
-from .helpers import block_mean, exact_nearest
+from .helpers import block_mean, exact_nearest, missing_data
 
 SR_SCALE, SR_OFFSET = 2.75e-05, -0.2
 ST_SCALE, ST_OFFSET = 0.00341802, 149.0
@@ -137,7 +137,7 @@ def s2_item(folder: Path) -> pystac.Item:
 def landsat(request, shared_data):
     folder = shared_data / "stactools-landsat" / request.param
     if not folder.is_dir():
-        pytest.skip(f"Landsat scene {request.param} not found under {folder.parent}")
+        missing_data(f"Landsat scene {request.param} not found under {folder.parent}")
     return landsat_item(folder)
 
 
@@ -145,7 +145,7 @@ def landsat(request, shared_data):
 def s2(shared_data):
     folder = shared_data / "xarray-spatial"
     if not folder.is_dir():
-        pytest.skip(f"xarray-spatial Sentinel-2 bands not found at {folder}")
+        missing_data(f"xarray-spatial Sentinel-2 bands not found at {folder}")
     return s2_item(folder)
 
 
