@@ -167,8 +167,11 @@ def _pair_same_tile(shared_data, tmp_path):
 
 def test_raw_and_float_loads_agree_across_the_2022_baseline_change(shared_data, tmp_path):
     items, refl = _pair_same_tile(shared_data, tmp_path)
-    with pytest.warns(GeoprocWarning, match="encodings"):
+    with pytest.warns(GeoprocWarning, match="encodings") as caught:
         raw = geoproc.load(items, ["red", "nir"], raw=True)
+    said = str(caught[0].message)  # both encodings, each with an item that uses it
+    assert "scale 0.0001 offset 0 " in said and "scale 0.0001 offset -0.1 " in said
+    assert "S2A_13TDE_20220120_0_L2A" in said and "S2A_13TDE_20220201_0_L2A" in said
     flt = geoproc.load(items, ["red", "nir"])
     np.testing.assert_array_equal(raw.red.values, flt.red.values)
     # and both are the reflectance, on both dates (the DN differ by 1000)
@@ -388,6 +391,9 @@ def test_items_without_proj_load_from_headers_or_from_their_bbox(shared_data, tm
     np.testing.assert_array_equal(lazy.red.values, full.red.values)
     with pytest.raises(MetadataError, match="lack proj"):
         geoproc.plan([item], ["red"])
+    # a load told to open nothing refuses the same way, even with a reader at hand
+    with pytest.raises(MetadataError, match="no file headers may be read"):
+        geoproc.load([item], ["red"], probe=False)
 
 
 class _CountingReader(RasterioReader):
