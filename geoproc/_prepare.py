@@ -100,10 +100,12 @@ def prepare(
     report_token: str | None = None,
     reader=None,
     probe: bool = True,
+    for_plan: bool = False,
 ) -> Prepared:
     """Decide the grid, time slots and per-chunk reads of a load (see :func:`geoproc.load`).
 
-    ``reader`` reads headers for what the metadata lacks, when ``probe`` is true.
+    ``reader`` reads headers for what the metadata lacks, when ``probe`` is true. ``for_plan``: the
+    result only describes a load (:func:`geoproc.plan`), so nothing is recorded for a read report.
     """
     item_list = as_items(items)
     if not item_list:
@@ -179,11 +181,12 @@ def prepare(
     for band in band_list:
         gone = tuple(i for i in missing[band] if i in kept_ids)
         if gone:
-            report_token = report_token or _new_token()
-            record_missing(report_token, band, gone)
+            if not for_plan:
+                report_token = report_token or _new_token()
+                record_missing(report_token, band, gone)
             warnings.warn(
                 f"band {band!r} is missing from {len(gone)} of {len(keep)} item(s) ({_few(gone)}); their pixels "
-                "are nodata in that band. geoproc.read_report(ds) lists them",
+                "are nodata in that band" + ("" if for_plan else ". geoproc.read_report(ds) lists them"),
                 GeoprocWarning, stacklevel=3,
             )
         plans.append(

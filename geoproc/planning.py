@@ -118,7 +118,7 @@ def plan(items, bands, **load_args) -> LoadPlan:
         reader = RasterioReader(env, patch_url=load_args.get("patch_url"), retries=load_args.get("retries", 3))
     for name in ("patch_url", "retries", "gdal_env", "on_error", "read_concurrency"):
         load_args.pop(name, None)
-    prep = prepare(items, bands, reader=reader, probe=probe, **load_args)
+    prep = prepare(items, bands, reader=reader, probe=probe, for_plan=True, **load_args)
     grid = prep.grid
     n_time = len(prep.times)
     reads, nbytes = 0, 0.0

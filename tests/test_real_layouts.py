@@ -357,6 +357,10 @@ def test_a_band_missing_from_older_items_loads_as_nodata_and_is_reported(shared_
     assert np.any(ds.cloud.values[1] != 0)
     report = geoproc.read_report(ds)
     assert report.missing() == {"cloud": ("S2B_20EPT_20210731_0_L2A",)}
+    # a plan says so too, without pointing at a report it has no dataset for
+    with pytest.warns(GeoprocWarning, match="missing from 1 of 2") as caught:
+        geoproc.plan([as_item(old), as_item(new)], ["red", "cloud"])
+    assert "read_report" not in str(caught[0].message)
     assert "S2B_20EPT_20210731_0_L2A" in str(report)
 
 
