@@ -447,3 +447,27 @@ def test_distances_are_metres_at_any_resolution_and_attrs_describe_the_run():
     assert out.attrs["thresholds"]["whiteness_max"] == 0.7 and out.attrs["shadow_search"] == ["nearby"]
     assert spectral_classes(ds, shadows=False).attrs["shadow_search"] == ["off"]
     assert spectral_classes(ds, shadow_distance=None).attrs["shadow_search"] == ["anywhere"]
+
+
+def test_cloud_fill_is_on_by_default_and_fills_a_one_pixel_hole():
+    """Fmask's 3 x 3 majority fill: a clear pixel inside a cloud becomes cloud (default), or stays clear."""
+    ds = _scene(t=1)
+    _put(ds, CLOUD, slice(20, 30), slice(20, 30))
+    for k, v in VEG.items():
+        ds[k][:, 25, 25] = v  # a clear hole in the cloud
+    default = spectral_classes(ds, shadows=False).values[0]
+    filled = spectral_classes(ds, shadows=False, cloud_fill=True).values[0]
+    unfilled = spectral_classes(ds, shadows=False, cloud_fill=False).values[0]
+    assert default[25, 25] == 4 and filled[25, 25] == 4 and unfilled[25, 25] == 0
+    np.testing.assert_array_equal(default, filled)
+
+
+def test_the_cirrus_band_is_used_by_default_when_the_data_has_one():
+    """Zhu et al. 2015: cirrus reflectance above 0.01 is cloud; use_cirrus=False ignores the band."""
+    ds = _scene(t=1)
+    ds["cirrus"] = xr.full_like(ds["blue"], 0.002)
+    ds["cirrus"][:, 10:20, 10:20] = 0.03  # thin cirrus over clear vegetation: only the cirrus test sees it
+    default = spectral_classes(ds, shadows=False, cloud_fill=False).values[0]
+    without = spectral_classes(ds, shadows=False, cloud_fill=False, use_cirrus=False).values[0]
+    assert (default[10:20, 10:20] == 4).all() and (without[10:20, 10:20] == 0).all()
+    assert (default[40:, 40:] == 0).all()
