@@ -31,7 +31,7 @@ import numpy as np
 import shapely
 import shapely.geometry
 
-from .errors import InvalidArgumentError, MetadataError
+from .errors import InvalidArgumentError, MetadataError, listing
 from .grid import ALIGN_TOLERANCE, GridSpec, _crs, _transformer, normalize_crs
 from .io.items import AssetSpec
 from .io.stac import geojson_geometry
@@ -128,10 +128,9 @@ def native_anchor(placed: Sequence[AssetSpec], crs: str, resolution: tuple[float
 
     Examples
     --------
-    >>> import datetime as dt
     >>> from affine import Affine
     >>> spec = AssetSpec("LC08", "red", "red", "r.tif", 1, "EPSG:32613", Affine(30, 0, 399585, 0, -30, 4700415),
-    ...                  (7911, 7791), 0, 1.0, 0.0, "uint16", dt.datetime(2023, 10, 8), -105.0)
+    ...                  (7911, 7791), 0, 1.0, 0.0, "uint16")
     >>> native_anchor([spec], "EPSG:32613", (30.0, 30.0))
     (15.0, 15.0)
     >>> native_anchor([spec], "EPSG:32613", (25.0, 25.0)) is None
@@ -239,17 +238,14 @@ def output_grid(
     return grid
 
 
-def _assets(specs: Sequence[AssetSpec], n: int = 3) -> str:
-    names = list(dict.fromkeys(f"item {s.item_id!r} asset {s.key!r}" for s in specs))
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+def _assets(specs: Sequence[AssetSpec]) -> str:
+    """``item 'a' asset 'B04', ... and N more``, each asset once, for messages."""
+    return listing(dict.fromkeys(f"item {s.item_id!r} asset {s.key!r}" for s in specs))
 
 
-def _unplaced(specs: Mapping[str, Sequence[AssetSpec | None]], n: int = 3) -> str:
-    """``item 'a' asset 'B04', ...``: the first ``n`` assets without a pixel grid, for messages."""
-    names = list(dict.fromkeys(f"item {s.item_id!r} asset {s.key!r}" for ss in specs.values() for s in ss
-                               if s is not None and not s.placed))
-    more = f" and {len(names) - n} more" if len(names) > n else ""
-    return ", ".join(names[:n]) + more if names else "no asset has one"
+def _unplaced(specs: Mapping[str, Sequence[AssetSpec | None]]) -> str:
+    """The assets without a pixel grid, for messages."""
+    return _assets([s for ss in specs.values() for s in ss if s is not None and not s.placed]) or "no asset has one"
 
 
 def _not_on_earth(grid: GridSpec, placed: Sequence[AssetSpec]):

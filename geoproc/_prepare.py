@@ -26,10 +26,10 @@ from pyproj import Transformer
 
 from ._extent import centre_lon, lonlat_to, output_grid
 from .errors import (AssetReadError, BandNotFoundError, GeoprocWarning, InvalidArgumentError, MetadataError,
-                     NoItemsFoundError, NoOverlapError)
+                     NoItemsFoundError, NoOverlapError, listing)
 from .grid import GridSpec, normalize_crs
 from .io.headers import band_dtype, known_dtype, place_specs
-from .io.items import AssetSpec, as_items, asset_spec, is_categorical, item_datetime, numpy_dtype
+from .io.items import AssetSpec, as_items, asset_spec, is_categorical, item_datetime, item_end_datetime, numpy_dtype
 from .io.reader import ChunkTask, resampling_method
 from .io.report import record_missing
 
@@ -126,13 +126,13 @@ def prepare(
     if float_dtype.kind != "f":
         raise InvalidArgumentError(f"dtype must be a float dtype for scaled bands, got {dtype!r}; use raw=True for integers")
 
+    if on_error == "fill" and not for_plan:
+        report_token = report_token or _new_token()  # where the reads that fail are recorded
     when = [item_datetime(item) for item in item_list]
     specs, missing = _specs(item_list, band_list)
     area_given = any(v is not None for v in (bbox, bounds, geometry, like))
     if any(s is not None and not s.placed for ss in specs.values() for s in ss):
         if not (like is not None or (crs is not None and resolution is not None and area_given)):
-            if on_error == "fill":
-                report_token = report_token or _new_token()
             specs = _placed(specs, reader, probe, on_error, report_token)
     by_crs: dict[str, dict[str, np.ndarray]] = {}
 
@@ -185,7 +185,7 @@ def prepare(
                 report_token = report_token or _new_token()
                 record_missing(report_token, band, gone)
             warnings.warn(
-                f"band {band!r} is missing from {len(gone)} of {len(keep)} item(s) ({_few(gone)}); their pixels "
+                f"band {band!r} is missing from {len(gone)} of {len(keep)} item(s) ({listing(gone)}); their pixels "
                 "are nodata in that band" + ("" if for_plan else ". geoproc.read_report(ds) lists them"),
                 GeoprocWarning, stacklevel=3,
             )
@@ -193,9 +193,9 @@ def prepare(
             _band_plan(band, specs[band], footprints[band], ordered_items, ordered_slots, len(slot_times), grid, chunk,
                        resampling, float_dtype, raw, use_overviews, on_error, report_token, reader, probe, gone)
         )
-    ends = [_end_datetime(item_list[i], when[i]) for i in keep]
+    ends = [item_end_datetime(item_list[i], when[i]) for i in keep]
     span = (min(when[i] for i in keep), max(ends))
-    slot_ends = [slot_times[k] for k in range(len(slot_times))]
+    slot_ends = list(slot_times)
     for j, end in zip(slot_of, ends):
         slot_ends[j] = max(slot_ends[j], end)
     time_end = np.array([np.datetime64(t.replace(tzinfo=None), "ns") for t in slot_ends])
@@ -203,27 +203,10 @@ def prepare(
                     span, time_end)
 
 
-def _end_datetime(item, start: dt.datetime) -> dt.datetime:
-    """The end of an item's acquisition: ``end_datetime`` (composites, MODIS periods), else its time."""
-    value = item.properties.get("end_datetime")
-    if not value:
-        return start
-    try:
-        end = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise MetadataError(f"item {item.id!r}: end_datetime {value!r} is not an ISO 8601 time") from None
-    end = end if end.tzinfo else end.replace(tzinfo=dt.timezone.utc)
-    return max(start, end.astimezone(dt.timezone.utc))
-
-
 def _new_token() -> str:
     import uuid
 
     return uuid.uuid4().hex
-
-
-def _few(ids: Sequence[str], n: int = 3) -> str:
-    return ", ".join(ids[:n]) + (f" and {len(ids) - n} more" if len(ids) > n else "")
 
 
 def _specs(item_list, band_list) -> tuple[dict[str, list[AssetSpec | None]], dict[str, tuple[str, ...]]]:

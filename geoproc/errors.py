@@ -18,6 +18,7 @@ __all__ = [
     "InvalidArgumentError",
     "OutputError",
     "GeoprocWarning",
+    "listing",
     "shorten",
 ]
 
@@ -64,6 +65,18 @@ class OutputError(GeoprocError):
 
 class GeoprocWarning(UserWarning):
     """Something a user should know about a result that is still correct (a band decoded, a band missing)."""
+
+
+def listing(names, n: int = 3) -> str:
+    """The first ``n`` of ``names`` joined for a message, and how many more there are.
+
+    Examples
+    --------
+    >>> listing(["a", "b", "c", "d", "e"])
+    'a, b, c and 2 more'
+    """
+    names = list(names)
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def shorten(text: str, n: int) -> str:

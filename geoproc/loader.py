@@ -15,7 +15,6 @@ load -> mask -> index -> median -> Zarr runs as one task per spatial chunk.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import dask.array as da
@@ -197,14 +196,12 @@ def load(
     """
     if isinstance(read_concurrency, bool) or not isinstance(read_concurrency, int) or read_concurrency < 1:
         raise InvalidArgumentError(f"read_concurrency must be a whole number >= 1, not {read_concurrency!r}")
-    token = uuid.uuid4().hex if on_error == "fill" else None
     if reader is None:
-        env = {**DEFAULT_GDAL_ENV, **gdal_defaults_from_environment(), **(gdal_env or {})}
-        reader = RasterioReader(env, patch_url=patch_url, retries=retries)
+        reader = default_reader(gdal_env, patch_url, retries)
     prep = prepare(
         items, bands, crs=crs, resolution=resolution, bbox=bbox, bounds=bounds, geometry=geometry, like=like,
         anchor=anchor, chunks=chunks, groupby=groupby, resampling=resampling, dtype=dtype, raw=raw,
-        use_overviews=use_overviews, on_error=on_error, report_token=token, reader=reader, probe=probe,
+        use_overviews=use_overviews, on_error=on_error, reader=reader, probe=probe,
     )
     token = prep.report_token
     grid = prep.grid
@@ -236,6 +233,13 @@ def load(
     if token:
         ds.attrs["load_report"] = token
     return ds
+
+
+def default_reader(gdal_env: Mapping[str, object] | None = None, patch_url: Callable[[str], str] | None = None,
+                   retries: int = 3) -> RasterioReader:
+    """The reader of a load that names none: GDAL defaults, then the environment's, then ``gdal_env``."""
+    env = {**DEFAULT_GDAL_ENV, **gdal_defaults_from_environment(), **(gdal_env or {})}
+    return RasterioReader(env, patch_url=patch_url, retries=retries)
 
 
 class _ChunkTasks(BlockwiseDepDict):

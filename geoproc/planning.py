@@ -84,10 +84,9 @@ def _size(n: float) -> str:
 
 
 def _itemsize(data_type: str | None, band) -> int:
+    """Bytes per stored pixel of one asset: its declared data type, else the band's output estimate."""
     dtype = numpy_dtype(data_type)
-    if dtype is not None:
-        return dtype.itemsize
-    return band.dtype.itemsize if band.dtype_known else 2
+    return dtype.itemsize if dtype is not None else _out_itemsize(band)
 
 
 def plan(items, bands, **load_args) -> LoadPlan:
@@ -111,11 +110,9 @@ def plan(items, bands, **load_args) -> LoadPlan:
     probe = load_args.pop("probe", False)
     reader = load_args.pop("reader", None)
     if probe and reader is None:
-        from .io.reader import DEFAULT_GDAL_ENV, RasterioReader
-        from .io.storage import gdal_defaults_from_environment
+        from .loader import default_reader
 
-        env = {**DEFAULT_GDAL_ENV, **gdal_defaults_from_environment(), **(load_args.get("gdal_env") or {})}
-        reader = RasterioReader(env, patch_url=load_args.get("patch_url"), retries=load_args.get("retries", 3))
+        reader = default_reader(load_args.get("gdal_env"), load_args.get("patch_url"), load_args.get("retries", 3))
     for name in ("patch_url", "retries", "gdal_env", "on_error", "read_concurrency"):
         load_args.pop(name, None)
     prep = prepare(items, bands, reader=reader, probe=probe, for_plan=True, **load_args)

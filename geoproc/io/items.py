@@ -57,10 +57,6 @@ class AssetSpec:
         ``value = raw * scale + offset``.
     data_type
         Raw data type (numpy name), or ``None`` when the metadata does not say.
-    datetime
-        Acquisition time, UTC.
-    lon
-        Longitude of the item's centre.
     lonlat_bbox
         The item's ``bbox`` (west, south, east, north; ``west > east`` across 180 degrees).
     collection
@@ -79,8 +75,6 @@ class AssetSpec:
     scale: float
     offset: float
     data_type: str | None
-    datetime: dt.datetime
-    lon: float
     lonlat_bbox: tuple[float, float, float, float] | None = None
     collection: str | None = None
 
@@ -243,8 +237,9 @@ def _check_footprint(item: pystac.Item) -> None:
 
 def item_datetime(item: pystac.Item) -> dt.datetime:
     """The item's datetime (or ``start_datetime``) as an aware UTC datetime."""
+    start = item.properties.get("start_datetime")
     try:
-        when = item.datetime or _parse_dt(item.properties.get("start_datetime"))
+        when = item.datetime or (utc_time(start) if start else None)
     except (TypeError, ValueError, OverflowError) as exc:
         raise MetadataError(f"item {item.id!r}: field properties.start_datetime is not an ISO 8601 time ({exc}); "
                             "fix the item's metadata or leave the item out") from None
@@ -261,6 +256,32 @@ def _parse_dt(value: str | None) -> dt.datetime | None:
     if not isinstance(value, str):
         raise TypeError(f"{shorten(repr(value), 40)} is not a string")
     return pystac.utils.str_to_datetime(value)  # what pystac parses datetime with
+
+
+def utc_time(value: str) -> dt.datetime:
+    """An ISO 8601 time of STAC metadata (parsed as pystac parses ``datetime``) as an aware UTC datetime;
+    naive times are UTC."""
+    when = _parse_dt(value)
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
+
+
+def item_end_datetime(item: pystac.Item, start: dt.datetime) -> dt.datetime:
+    """The end of an item's acquisition: ``end_datetime`` (composites, MODIS periods), else ``start``.
+
+    Raises
+    ------
+    MetadataError
+        When ``end_datetime`` is not an ISO 8601 time.
+    """
+    value = item.properties.get("end_datetime")
+    if not value:
+        return start
+    try:
+        end = utc_time(value)
+    except (TypeError, ValueError, OverflowError):
+        raise MetadataError(f"item {item.id!r}: field properties.end_datetime {value!r} is not an ISO 8601 time; "
+                            "fix the item's metadata or leave the item out") from None
+    return max(start, end)
 
 
 def _field(asset: pystac.Asset, item: pystac.Item, key: str):
@@ -469,8 +490,6 @@ def asset_spec(item: pystac.Item, band: str, memo: dict | None = None) -> AssetS
         scale=scale,
         offset=offset,
         data_type=data_type,
-        datetime=item_datetime(item),
-        lon=float(_centre_lon(bbox)) if bbox else 0.0,
         lonlat_bbox=bbox,
         collection=item.collection_id,
     )
@@ -492,14 +511,6 @@ def _bbox(item: pystac.Item) -> tuple[float, float, float, float] | None:
 
 def _is_absolute(href: str) -> bool:
     return isinstance(href, str) and (href.startswith("/") or "://" in href)
-
-
-def _centre_lon(bbox: Sequence[float]) -> float:
-    west, east = bbox[0], bbox[2]
-    if east < west:  # crosses the antimeridian
-        east += 360.0
-    lon = (west + east) / 2.0
-    return lon - 360.0 if lon > 180.0 else lon
 
 
 def numpy_dtype(data_type: str | None) -> np.dtype | None:

@@ -30,7 +30,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pystac
-import pystac.utils
 from pystac.stac_io import DefaultStacIO
 from pystac_client import Client
 from pystac_client.errors import ClientTypeError
@@ -47,7 +46,7 @@ from ._cql2 import evaluate as _cql2_eval
 from ._cql2 import item_view as _item_view
 from ._datetimes import iso as _iso
 from ._datetimes import parse_datetime_range
-from .items import check_item_dict, checked, item_datetime
+from .items import check_item_dict, checked, item_datetime, utc_time
 
 __all__ = ["search", "parse_datetime_range"]
 
@@ -626,15 +625,9 @@ def _in_interval(item: pystac.Item, interval) -> bool:
     props = item.properties
     first = props.get("start_datetime")
     last = props.get("end_datetime")
-    lo = _utc(first) if first else item_datetime(item)
-    hi = _utc(last) if last else item_datetime(item)
+    lo = utc_time(first) if first else item_datetime(item)
+    hi = utc_time(last) if last else item_datetime(item)
     return (start is None or hi >= start) and (end is None or lo <= end)
-
-
-def _utc(value: str) -> dt.datetime:
-    """An ISO 8601 time (checked by :func:`geoproc.io.items.checked`) as an aware UTC datetime."""
-    when = pystac.utils.str_to_datetime(value)
-    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).astimezone(dt.timezone.utc)
 
 
 def _query_hit(props: Mapping[str, Any], query: Mapping[str, Mapping[str, Any]]) -> bool:

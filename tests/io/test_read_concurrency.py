@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ def spec(i: int, value: int = 0) -> AssetSpec:
     return AssetSpec(
         item_id=f"item{i}", key="B04", band="red", href=f"fake://{i}/{value}", band_index=1, crs="EPSG:32633",
         transform=GRID.transform, shape=GRID.shape, nodata=0, scale=1.0, offset=0.0, data_type="uint16",
-        datetime=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), lon=15.0,
     )
 
 

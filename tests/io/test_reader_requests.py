@@ -45,12 +45,9 @@ def cog(tmp_path_factory):
 
 
 def asset(href: str) -> AssetSpec:
-    import datetime as dt
-
     return AssetSpec(
         item_id="big", key="B04", band="red", href=href, band_index=1, crs="EPSG:32633", transform=TRANSFORM,
         shape=(SIZE, SIZE), nodata=0, scale=1.0, offset=0.0, data_type="uint16",
-        datetime=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), lon=15.0,
     )
 
 
