@@ -325,11 +325,7 @@ def _check_names(exc: GeoprocError | None, name: str, band: str, item: dict, kwa
 def test_plan_and_load_raise_only_geoproc_errors_on_malformed_item_dicts(data):
     name, band, item, done = data.draw(malformed_items(), label="item")
     kwargs = data.draw(load_args(ITEMS_BY_NAME[name]), label="load args")
-    what = f"{name} band {band!r} {kwargs}"
-    failed = _only_geoproc_errors(lambda: geoproc.plan([item], [band], **kwargs), f"plan({what})", done)
-    _check_names(failed, name, band, item, kwargs, done)
-    failed = _only_geoproc_errors(lambda: geoproc.load([item], [band], probe=False, **kwargs), f"load({what})", done)
-    _check_names(failed, name, band, item, kwargs, done)
+    _plan_and_load(item, f"{name} band {band!r} {kwargs}", name, band, item, kwargs, done)
 
 
 @PROPERTY
@@ -341,10 +337,15 @@ def test_plan_and_load_raise_only_geoproc_errors_on_malformed_pystac_items(data)
     except Exception:  # pystac refuses it: pystac's business, not geoproc's (the dict test covers as_items)
         return
     kwargs = data.draw(load_args(ITEMS_BY_NAME[name]), label="load args")
-    what = f"{name} band {band!r} {kwargs} (pystac.Item)"
-    failed = _only_geoproc_errors(lambda: geoproc.plan([built], [band], **kwargs), f"plan({what})", done)
+    _plan_and_load(built, f"{name} band {band!r} {kwargs} (pystac.Item)", name, band, item, kwargs, done)
+
+
+def _plan_and_load(given, what, name, band, item, kwargs, done):
+    """plan and load (graph only) of ``given`` (the mutated item as a dict or a pystac Item): only
+    GeoprocErrors, naming what :func:`_check_names` expects."""
+    failed = _only_geoproc_errors(lambda: geoproc.plan([given], [band], **kwargs), f"plan({what})", done)
     _check_names(failed, name, band, item, kwargs, done)
-    failed = _only_geoproc_errors(lambda: geoproc.load([built], [band], probe=False, **kwargs), f"load({what})", done)
+    failed = _only_geoproc_errors(lambda: geoproc.load([given], [band], probe=False, **kwargs), f"load({what})", done)
     _check_names(failed, name, band, item, kwargs, done)
 
 
