@@ -1,0 +1,6 @@
+"""How work runs, never what is computed.
+
+Connecting to a cluster and checking its workers, cutting a job into tiles and
+batches, the ledger of what is done, workflow files and run reports. Modules
+here wire library functions together and add no science.
+"""
