@@ -48,6 +48,7 @@ import xarray as xr
 
 from ..errors import InvalidArgumentError, OutputError
 from .._provenance import PROVENANCE_KEYS, collect, merge
+from .geozarr import geozarr
 from .output_item import output_item
 from .storage import Location, S3Options, object_store, parse_location, redact, s3_options, zarr_store
 
@@ -250,7 +251,7 @@ def _as_dataset(data: xr.DataArray | xr.Dataset, attrs: Mapping[str, Any] | None
     if crs is not None:
         transform = ds.rio.transform(recalc=True)
         ds = ds.rio.write_crs(crs).rio.write_transform(transform)
-    ds = ds.copy()
+    ds = geozarr(ds.copy())  # CF grid_mapping and the proj:/spatial: Zarr conventions (io/geozarr.py)
     for name in ds.variables:
         ds[name].attrs = _json_safe(dict(ds[name].attrs))
     if crs is not None:
