@@ -23,6 +23,7 @@ from typing import Any
 
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+from pyproj import CRS
 
 __all__ = ["geozarr", "convention_attrs", "SPATIAL_CONVENTION", "PROJ_CONVENTION"]
 
@@ -74,7 +75,7 @@ def convention_attrs(ds: xr.Dataset | xr.DataArray) -> dict[str, Any]:
     if authority and authority[1].isdigit():
         out["proj:code"] = f"{authority[0].upper()}:{authority[1]}"
     else:
-        out["proj:wkt2"] = crs.to_wkt("WKT2_2019")
+        out["proj:wkt2"] = CRS.from_user_input(crs).to_wkt("WKT2_2019")  # rasterio's own to_wkt is WKT1
     out.update(
         {
             "spatial:dimensions": [y, x],
