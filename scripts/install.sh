@@ -39,7 +39,8 @@ case "$what" in
         .venv/bin/python -m pip install -q --disable-pip-version-check --ignore-requires-python "geozarr-toolkit==0.1.2"
         # the search tests run a real STAC API (stac-fastapi-pgstac) on a private PostgreSQL + PostGIS cluster
         missing=""
-        for pkg in postgresql-15 postgresql-contrib postgresql-15-postgis-3; do
+        # chromium (headless) renders the built documentation in tests/test_docs.py (tests/browser.py)
+        for pkg in postgresql-15 postgresql-contrib postgresql-15-postgis-3 chromium; do
             [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" = installed ] || missing="$missing $pkg"
         done
         if [ -n "$missing" ]; then
