@@ -267,12 +267,13 @@ def gaussian_filter(
 
     Returns
     -------
-    Same type as ``data``: float32, same dims, coords, attrs and CRS; lazy if
-    ``data`` is. Each pixel is ``sum(w v) / sum(w)`` over the valid pixels of its
-    window (scipy's separable kernel, sums in float64), so NaN neighbours are left
-    out and the weights of the others renormalised; NaN pixels stay NaN. Without NaN
-    this is ``scipy.ndimage.gaussian_filter(img, sigma, mode='reflect',
-    truncate=truncate)`` up to float32 rounding.
+    xarray.DataArray or xarray.Dataset
+        Same type as ``data``: float32, same dims, coords, attrs and CRS; lazy if
+        ``data`` is. Each pixel is ``sum(w v) / sum(w)`` over the valid pixels of its
+        window (scipy's separable kernel, sums in float64), so NaN neighbours are left
+        out and the weights of the others renormalised; NaN pixels stay NaN. Without NaN
+        this is ``scipy.ndimage.gaussian_filter(img, sigma, mode='reflect',
+        truncate=truncate)`` up to float32 rounding.
 
     Examples
     --------
@@ -318,13 +319,14 @@ def bilateral_filter(
 
     Returns
     -------
-    Same type as ``data``: float32, same dims, coords, attrs and CRS; lazy if
-    ``data`` is. Each pixel ``v0`` becomes ``sum(w v) / sum(w)`` over the valid
-    pixels ``v`` of its window with ``w = exp(-d**2 / (2 sigma_spatial**2)) *
-    exp(-(v - v0)**2 / (2 sigma_color**2))`` (``d`` the distance in pixels),
-    computed in float64; NaN pixels stay NaN. Unlike scikit-image, the range weight
-    is computed, not read from a quantised table, and the border is mirrored
-    (scipy ``reflect``) rather than padded with zeros.
+    xarray.DataArray or xarray.Dataset
+        Same type as ``data``: float32, same dims, coords, attrs and CRS; lazy if
+        ``data`` is. Each pixel ``v0`` becomes ``sum(w v) / sum(w)`` over the valid
+        pixels ``v`` of its window with ``w = exp(-d**2 / (2 sigma_spatial**2)) *
+        exp(-(v - v0)**2 / (2 sigma_color**2))`` (``d`` the distance in pixels),
+        computed in float64; NaN pixels stay NaN. Unlike scikit-image, the range weight
+        is computed, not read from a quantised table, and the border is mirrored
+        (scipy ``reflect``) rather than padded with zeros.
 
     Examples
     --------
