@@ -29,6 +29,7 @@ from .filters import bilateral_filter, gaussian_filter, lee_filter, median_filte
 from .grid import GridSpec  # noqa: E402
 from .indices import index, ndvi, register_index, spectral_indices  # noqa: E402
 from .io.stac import search  # noqa: E402
+from .io.cog import to_cog  # noqa: E402
 from .io.zarr import open_result, to_zarr  # noqa: E402
 from .loader import load, read_report  # noqa: E402
 from .masking import cloud_mask  # noqa: E402
@@ -77,6 +78,7 @@ __all__ = [
     "ccdc_breaks",
     "to_zarr",
     "open_result",
+    "to_cog",
     "GridSpec",
     "GeoprocError",
     "__version__",

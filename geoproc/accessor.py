@@ -18,6 +18,7 @@ from .edges import canny, sobel
 from .enhance import adjust_gamma, clahe, equalize_hist, percentiles, rgb, stretch
 from .filters import bilateral_filter, gaussian_filter, lee_filter, median_filter
 from .indices import index, ndvi, spectral_indices
+from .io.cog import to_cog
 from .io.zarr import to_zarr
 from .loader import read_report
 from .masking import cloud_mask
@@ -61,6 +62,7 @@ ALIASES = {
     "ccdc_breaks": ccdc_breaks,
     "to_zarr": to_zarr,
     "read_report": read_report,
+    "to_cog": to_cog,
 }
 
 
