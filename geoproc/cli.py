@@ -19,7 +19,16 @@ def _parser() -> argparse.ArgumentParser:
 
     def job_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--output", metavar="URL", help="output Zarr store (path, file:// or s3:// URL)")
-        sp.add_argument("--cluster", metavar="ADDRESS", help="address of an existing Dask scheduler (default: start a LocalCluster)")
+        sp.add_argument(
+            "--cluster", metavar="SPEC",
+            help="the Dask cluster: tcp://HOST:PORT, gateway:URL[?min=1&max=8], kubernetes:NAME, slurm:PROFILE, "
+            "pbs:PROFILE or a cluster YAML file (default: the job's cluster key, else a LocalCluster)",
+        )
+        sp.add_argument(
+            "--preflight", choices=("check", "exclude", "off"),
+            help="before compute, check every worker's versions, input access and output access: stop naming the "
+            "bad ones (check, the default), retire them and go on (exclude), or skip (off)",
+        )
         sp.add_argument("--workers", type=int, metavar="N", help="worker processes of the LocalCluster (default: one per core)")
         sp.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
 
@@ -79,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             spec = _demo_spec(args.root, args.output)
         else:
             spec = load_spec(args.workflow, output=args.output, overwrite=args.overwrite or None, resume=args.resume or None)
-        result = run_job(spec, cluster=args.cluster, n_workers=args.workers, progress=not args.no_progress)
+        result = run_job(spec, cluster=args.cluster, n_workers=args.workers, progress=not args.no_progress,
+                         preflight=args.preflight)
         print(result.summary())
         return 0
     except GeoprocError as exc:

@@ -69,6 +69,13 @@ class JobSpec:
         Replace an existing output store.
     resume
         Finish an interrupted run of the same job: regions already written are kept and not computed again.
+    cluster
+        Which Dask cluster runs the job: a string or mapping that :meth:`geoproc.run.cluster.ClusterSpec.parse`
+        reads (``tcp://host:8786``, ``gateway:URL?min=1&max=8``, ``kubernetes:NAME``, ``slurm:PROFILE``, ...);
+        ``None`` starts a LocalCluster. The CLI's ``--cluster`` overrides it.
+    preflight
+        Before compute, check that every worker can run the job (:func:`geoproc.run.preflight.preflight`):
+        ``check`` stops with the failing workers named, ``exclude`` retires them and runs on the rest, ``off``.
     """
 
     catalog: str
@@ -82,6 +89,8 @@ class JobSpec:
     quicklook: str | None = None
     overwrite: bool = False
     resume: bool = False
+    cluster: str | Mapping[str, Any] | None = None
+    preflight: str = "check"
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], **overrides: Any) -> JobSpec:
@@ -96,6 +105,11 @@ class JobSpec:
             raise InvalidArgumentError(f"the job lacks {sorted(missing)}; give a catalog path/URL and an output path")
         if merged.get("overwrite") and merged.get("resume"):
             raise InvalidArgumentError("a job cannot both overwrite and resume its output; choose one")
+        from .run.cluster import ClusterSpec
+        from .run.preflight import check_mode
+
+        ClusterSpec.parse(merged.get("cluster"))  # a bad cluster is refused before any work
+        check_mode(merged.get("preflight"))
         return cls(**merged)
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,12 +161,15 @@ class JobResult:
 def run_job(
     spec: JobSpec,
     *,
-    cluster: str | None = None,
+    cluster: Any = None,
     n_workers: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    preflight: str | None = None,
 ) -> JobResult:
-    """Run a job on a Dask cluster (``cluster`` address, or a new LocalCluster).
+    """Run a job on a Dask cluster: ``cluster`` (a :class:`geoproc.run.cluster.ClusterSpec` or what its ``parse``
+    reads), else the job's ``cluster`` key, else a new LocalCluster. Before compute the workers are checked
+    (``preflight``, default the job's: ``check``, ``exclude`` or ``off``).
 
     Examples
     --------
@@ -164,9 +181,11 @@ def run_job(
         print(result.summary())
     """
     from . import cloud_mask, composite, index, load, search, to_zarr
-    from .cluster import connect
     from .io.zarr import open_result
     from .quicklook import quicklook
+    from .run.cluster import connect
+    from .run.preflight import check_mode, input_href
+    from .run.preflight import preflight as check_workers
 
     started = time.perf_counter()
     if spec.generate and "://" not in spec.catalog and not os.path.exists(spec.catalog):
@@ -191,9 +210,14 @@ def run_job(
     pending = to_zarr(result, spec.output, mode=mode, compute=False, attrs=provenance)
 
     failed: BaseException | None = None
-    with connect(cluster, n_workers=n_workers) as client:
+    checks = check_mode(preflight or spec.preflight)
+    with connect(cluster if cluster is not None else spec.cluster, n_workers=n_workers) as client:
         dashboard = client.dashboard_link
         log(f"dask dashboard: {dashboard}")
+        if checks != "off":
+            report = check_workers(client, input_href=input_href(items, load_args.get("bands")), output=spec.output,
+                                   exclude=checks == "exclude")
+            log(report.summary())
         log(
             f"computing {result.name} on a {ds.sizes['y']} x {ds.sizes['x']} grid from {ds.sizes['time']} time slices "
             f"({len(ds.attrs['input_items'])} scenes)"
