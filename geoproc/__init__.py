@@ -38,7 +38,8 @@ from .pansharpen import pansharpen  # noqa: E402
 from .planning import plan  # noqa: E402
 from .spectral_mask import spectral_classes  # noqa: E402
 from .texture import glcm  # noqa: E402
-from .timeseries import bfast_monitor, ccdc_breaks, harmonic_fit  # noqa: E402
+from .bfast import bfast_monitor  # noqa: E402
+from .timeseries import ccdc_breaks, harmonic_fit  # noqa: E402
 
 __all__ = [
     "search",

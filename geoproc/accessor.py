@@ -26,7 +26,8 @@ from .morphology import dilate, remove_small_objects
 from .pansharpen import pansharpen
 from .spectral_mask import spectral_classes
 from .texture import glcm
-from .timeseries import bfast_monitor, ccdc_breaks, harmonic_fit
+from .bfast import bfast_monitor
+from .timeseries import ccdc_breaks, harmonic_fit
 
 #: accessor method name -> public function; kept in step with ``geoproc.__all__`` by a test
 ALIASES = {

@@ -1,4 +1,4 @@
-"""Per-pixel time-series models: harmonic regression, BFAST Monitor, and a CCDC-style change rule.
+"""Per-pixel time-series models: harmonic regression and a CCDC-style change rule (BFAST Monitor: :mod:`geoproc.bfast`).
 
 Every pixel's series is fitted on its own valid observations only (not NaN,
 not nodata, not masked), so clouds and irregular revisits need no gap
@@ -44,12 +44,9 @@ from .kernels.composite import decode
 
 __all__ = [
     "harmonic_fit",
-    "bfast_monitor",
     "ccdc_breaks",
     "decimal_years",
     "design_matrix",
-    "mosum_critical_value",
-    "MOSUM_CRITICAL_VALUES",
     "REASON_CODES",
 ]
 
@@ -62,74 +59,6 @@ REASON_CODES = {
 }
 
 _REASON_MEANINGS = " ".join(v.replace(" ", "_") for v in REASON_CODES.values())
-
-#: Critical values lambda of the OLS-MOSUM monitoring boundary ``lambda * sqrt(2 log+(t/n))``, from R's
-#: strucchange (``monitorMECritvalTable``, functional "max", file ``R/critvals-monitoring.R``, CRAN version 1.5-x;
-#: the table bfastmonitor and strucchange's ``mefp`` use for ``type = "OLS-MOSUM"``), for alpha -> h -> period.
-#: strucchange tabulates 1 - alpha = 0.950, 0.951, ..., 0.999; the levels kept here are its rows 0.95, 0.975,
-#: 0.99, 0.995 and 0.999, copied digit for digit (other levels: pass ``critical_value``).
-MOSUM_CRITICAL_VALUES: dict[float, dict[float, dict[int, float]]] = {
-    alpha: {
-        h: dict(zip((2, 4, 6, 8, 10), row[i::3]))
-        for i, h in enumerate((0.25, 0.5, 1.0))
-    }
-    for alpha, row in {
-        0.05: (1.22762665817831, 1.68732328328598, 2.22408818231127, 1.33623105388957, 1.88633090100410,
-               2.70443676308234, 1.34108685187662, 1.89958445059510, 2.73714807589866, 1.34165681503561,
-               1.90129850983572, 2.74287924359951, 1.34182451007628, 1.90200317899371, 2.74592761324742),
-        0.025: (1.32335166269351, 1.84186416555787, 2.48305431089417, 1.42022026752427, 2.03402198587187,
-                2.95537968710744, 1.42362459481656, 2.04266224216936, 2.97653791054636, 1.42380433491698,
-                2.04423035024309, 2.97934036146678, 1.42381861952310, 2.04438785665452, 2.98001396428591),
-        0.01: (1.43326294742430, 2.03146339358619, 2.79961591720564, 1.51983679278537, 2.20116995886405,
-               3.2528296362616, 1.52159988186384, 2.20853516508261, 3.27400632880909, 1.52162850629023,
-               2.20875377365514, 3.27485973776243, 1.52164497279622, 2.20907282819197, 3.27693245691716),
-        0.005: (1.50729964467061, 2.15191486007068, 3.02945819897377, 1.59695604364839, 2.32051977467861,
-                3.46025134389695, 1.59797111384019, 2.32525489078505, 3.47339264373285, 1.59797111384019,
-                2.32552183073452, 3.47422654487876, 1.59797111384019, 2.32552183073452, 3.47422654487876),
-        0.001: (1.67397676536158, 2.43457585062277, 3.45472681303725, 1.74550948894458, 2.56886151964252,
-                3.93535696186154, 1.74550948894458, 2.57025529149703, 3.94102916093653, 1.74550948894458,
-                2.57025529149703, 3.94102916093653, 1.74550948894458, 2.57025529149703, 3.94102916093653),
-    }.items()
-}
-
-
-def mosum_critical_value(h: float = 0.25, alpha: float = 0.05, period: int = 10) -> float:
-    """strucchange's critical value of OLS-MOSUM monitoring for window ``h``, level ``alpha`` and ``period``.
-
-    Parameters
-    ----------
-    h
-        MOSUM window as a fraction of the history length: 0.25, 0.5 or 1.
-    alpha
-        Significance level: 0.05, 0.025, 0.01, 0.005 or 0.001.
-    period
-        Monitoring horizon as a multiple of the history length the
-        boundary is calibrated for (bfastmonitor's ``end``): 2, 4, 6, 8 or 10.
-
-    Returns
-    -------
-    float
-        lambda of the boundary ``lambda * sqrt(2 * log+(t / n))``; see
-        :data:`MOSUM_CRITICAL_VALUES` for the source.
-
-    Examples
-    --------
-    >>> mosum_critical_value(0.25, 0.05, 10)  # bfastmonitor's defaults
-    1.34182451007628
-    """
-    table = MOSUM_CRITICAL_VALUES.get(float(alpha))
-    if table is None:
-        raise InvalidArgumentError(
-            f"alpha={alpha} is not tabulated here; use one of {sorted(MOSUM_CRITICAL_VALUES)} or pass critical_value=..."
-        )
-    if float(h) not in table:
-        raise InvalidArgumentError(
-            f"h={h} is not tabulated (strucchange has 0.25, 0.5, 1); pick one or pass critical_value=..."
-        )
-    if period not in table[float(h)]:
-        raise InvalidArgumentError(f"period={period} is not tabulated (strucchange has 2, 4, 6, 8, 10); pick one")
-    return table[float(h)][period]
-
 
 def decimal_years(times) -> np.ndarray:
     """Fractional calendar years of datetimes: ``year + (t - Jan 1) / (length of that year)``, float64.
@@ -186,11 +115,12 @@ def _ts_block(path: str, dec: tuple | None, args: tuple, v: np.ndarray, m: np.nd
     return res.reshape((res.shape[0], *rest))
 
 
-def timeseries_array(kernel, values, invalid, args: tuple, rows: int, decode: tuple | None = None):
+def timeseries_array(kernel, values, invalid, args: tuple, rows: int, decode: tuple | None = None, dtype=np.float32):
     """The dask/numpy layer: ``kernel(values, invalid, *args)`` per chunk of a time-first array -> ``(rows, ...)``.
 
     ``kernel`` is one of :mod:`geoproc.kernels.timeseries` (passed to the tasks
-    by reference); ``decode`` is ``(scale, offset, nodata)`` for stored integers.
+    by reference); ``decode`` is ``(scale, offset, nodata)`` for stored integers; ``dtype``
+    the kernel's output type.
 
     Examples
     --------
@@ -213,7 +143,7 @@ def timeseries_array(kernel, values, invalid, args: tuple, rows: int, decode: tu
         inputs.append(invalid)
     func = partial(_ts_block, kernel_path(kernel), decode, tuple(args))
     if is_dask(values):
-        return da.map_blocks(func, *inputs, dtype=np.float32, chunks=((rows,), *values.chunks[1:]))
+        return da.map_blocks(func, *inputs, dtype=dtype, chunks=((rows,), *values.chunks[1:]))
     return func(*inputs)
 
 
@@ -336,7 +266,7 @@ def _dates(index_block: np.ndarray, times: np.ndarray) -> np.ndarray:
 
 
 def _break_dataset(res, ordered, times, dim, last: str) -> xr.Dataset:
-    """The common outputs of :func:`bfast_monitor` and :func:`ccdc_breaks` from the kernel's rows."""
+    """The outputs of :func:`ccdc_breaks` from the kernel's rows."""
     index, reason = res[0], res[2].astype(np.uint8)
     if is_dask(res):
         dates = index.map_blocks(partial(_dates, times=times), dtype="datetime64[ns]")
@@ -371,108 +301,6 @@ def _periods(times, monitor_start, history_start) -> tuple[int, int]:
     return hist, mon
 
 
-def bfast_monitor(
-    data: xr.DataArray,
-    monitor_start,
-    *,
-    history_start=None,
-    harmonics: int = 3,
-    trend: bool = True,
-    h: float = 0.25,
-    alpha: float = 0.05,
-    period: int = 10,
-    critical_value: float | None = None,
-    mask: xr.DataArray | None = None,
-    dim: str = "time",
-    min_obs: int | None = None,
-    process: bool = False,
-) -> xr.Dataset:
-    """Break monitoring per pixel in the manner of BFAST Monitor (Verbesselt et al. 2012; R ``bfastmonitor``).
-
-    A season-trend model (:func:`harmonic_fit`'s) is fitted on the stable
-    history ``history_start <= t < monitor_start``; the OLS-MOSUM process of
-    the residuals is then compared, at each valid observation of the
-    monitoring period, with the boundary of R's strucchange
-    (``mefp(type = "OLS-MOSUM")`` + ``monitor``): with n history observations,
-    ``sigma = sqrt(RSS / (n - p))`` and ``K = floor(h n)``, the process at the
-    i-th valid observation is the sum of the last K residuals over
-    ``sigma sqrt(n)``, the boundary ``lambda sqrt(2 log+(i / n))`` with
-    ``log+(x) = max(1, log x)``. The break is the first crossing. Masked and
-    missing observations are dropped (as bfastmonitor drops NA), so windows
-    count valid observations.
-
-    Parameters
-    ----------
-    data
-        One band or index along ``dim`` (datetimes, increasing).
-    monitor_start
-        First date of the monitoring period (e.g. ``"2024-06-01"``).
-    history_start
-        First date of the stable history (default: the first date).
-    harmonics, trend
-        The model (bfastmonitor's default: 3 harmonics and a trend).
-    h
-        MOSUM window as a fraction of the history length (0.25, 0.5, 1).
-    alpha, period
-        Significance level and horizon (bfastmonitor's ``level``, ``end``)
-        selecting lambda in strucchange's table (:func:`mosum_critical_value`).
-    critical_value
-        lambda itself, overriding ``alpha`` and ``period``.
-    mask
-        Boolean, True where an observation must be left out (clouds).
-    dim
-        The time dimension.
-    min_obs
-        Fewest valid history observations (default: the coefficients + 1).
-    process
-        Also return the MOSUM process and the boundary at each monitoring
-        date (``mosum``, ``boundary``; NaN elsewhere).
-
-    Returns
-    -------
-    xarray.Dataset
-        ``detected`` (uint8: 1 break, 0 none, 255 nodata), ``break_date``
-        (datetime64, NaT without a break), ``magnitude`` (median of the
-        monitoring-period residuals, as bfastmonitor; float32), ``reason``
-        (uint8, see the module docstring), ``n_history`` (int16), ``sigma``.
-
-    Examples
-    --------
-    >>> t = np.arange("2020-01-01", "2023-01-01", 8, dtype="datetime64[D]")
-    >>> y = 0.7 + 0.1 * np.cos(2 * np.pi * decimal_years(t)) + np.random.default_rng(0).normal(0, 0.01, t.size)
-    >>> y[t >= np.datetime64("2022-03-01")] -= 0.4  # a clearing
-    >>> series = xr.DataArray(y[:, None], dims=("time", "x"), coords={"time": t})
-    >>> out = bfast_monitor(series, "2022-01-01", harmonics=1)
-    >>> int(out.detected[0]), str(out.break_date[0].values)[:10], round(float(out.magnitude[0]), 1)
-    (1, '2022-03-03', -0.4)
-    """
-    ordered, times, invalid, dec = _prepare(data, mask, dim)
-    hist, mon = _periods(times, monitor_start, history_start)
-    crit = float(critical_value) if critical_value is not None else mosum_critical_value(h, alpha, period)
-    if not 0 < h <= 1:
-        raise InvalidArgumentError(f"h must be in (0, 1], got {h}")
-    years = decimal_years(times)
-    design, names = design_matrix(years, harmonics, trend, origin=years[hist])
-    p = len(names)
-    min_obs = p + 1 if min_obs is None else max(int(min_obs), p + 1)
-    rows = 5 + (2 * len(times) if process else 0)
-    args = (design, hist, mon, float(h), crit, min_obs, bool(process))
-    res = timeseries_array(_k.bfast_monitor, ordered.data, invalid, args, rows, dec)
-    out = _break_dataset(res, ordered, times, dim, "sigma")
-    if process:
-        dims, coords = _spatial(ordered, dim)
-        full = (dim, *dims)
-        tcoords = {**coords, dim: ordered[dim]}
-        out["mosum"] = xr.DataArray(res[5 : 5 + len(times)], dims=full, coords=tcoords)
-        out["boundary"] = xr.DataArray(res[5 + len(times) :], dims=full, coords=tcoords)
-    out.attrs = {
-        "method": "BFAST Monitor (OLS-MOSUM)", "history_start": str(times[hist]), "monitor_start": str(times[mon]),
-        "h": float(h), "alpha": float(alpha), "period": int(period), "critical_value": crit,
-        "harmonics": int(harmonics), "trend": int(bool(trend)), "time_origin": float(years[hist]),
-    }
-    return out
-
-
 def ccdc_breaks(
     data: xr.DataArray,
     monitor_start,
@@ -498,7 +326,7 @@ def ccdc_breaks(
     Parameters
     ----------
     data, monitor_start, history_start, harmonics, trend, mask, dim
-        As in :func:`bfast_monitor`.
+        As in :func:`geoproc.bfast_monitor` (``history_start``: the first date of the history).
     consecutive
         Observations in a row that confirm a change (CCDC: 6).
     threshold

@@ -12,13 +12,12 @@ from skimage.filters import threshold_otsu
 
 from geoproc.change import BURN_SEVERITY_CLASSES, burn_severity, change, change_mask, otsu_threshold
 from geoproc.errors import InvalidArgumentError
+from geoproc.bfast import bfast_monitor, mosum_critical_value
 from geoproc.timeseries import (
-    bfast_monitor,
     ccdc_breaks,
     decimal_years,
     design_matrix,
     harmonic_fit,
-    mosum_critical_value,
 )
 
 rng = np.random.default_rng(21)
@@ -216,7 +215,8 @@ def test_bfast_monitor_and_ccdc_on_synthetic_ndvi_with_clouds_and_irregular_revi
     f1, far = _scores(out.detected.values == 1, changed)
     days, obs = _date_errors(out, series, clouds, changed, when)
     print(f"\nBFAST Monitor, synthetic NDVI: F1 {f1:.3f}, false alarms {far:.2%}, "
-          f"break date - truth: median {np.median(days):.0f} d, max {days.max():.0f} d; in clear observations: {np.bincount(obs)}")
+          f"break date - truth: median {np.median(days):.0f} d, max {days.max():.0f} d; in clear observations: "
+          f"{np.bincount(np.clip(obs, 0, None))} ({(obs < 0).sum()} early)")
     assert f1 >= 0.9 and far <= 0.02
     # a drop of 15 sigma: the MOSUM (scaled by sigma sqrt(n), n ~ 100) crosses at the 1st or 2nd clear observation
     assert np.median(obs) <= 1 and ((obs >= 0) & (obs <= 2)).mean() > 0.95
@@ -398,7 +398,7 @@ def _monitor_series(seed=5, pixels=24):
 def test_bfast_monitor_h_and_monitor_start_as_strucchange(h, monitor_start):
     series, years = _monitor_series()
     lam = STRUCCHANGE_MONITOR_ME_CRITVALS[0.05][h][4]
-    out = bfast_monitor(series, monitor_start, h=h, harmonics=1, trend=True)
+    out = bfast_monitor(series, monitor_start, h=h, harmonics=1, trend=True, history="all")
     times = series.time.values
     mon = int(np.searchsorted(times, np.datetime64(monitor_start), side="left"))  # the first date on or after it
     assert out.attrs["monitor_start"] == str(times[mon]) and out.attrs["critical_value"] == lam
@@ -418,13 +418,13 @@ def test_bfast_monitor_h_and_monitor_start_as_strucchange(h, monitor_start):
 def test_bfast_monitor_window_and_start_change_the_result():
     """Not only equal to the reference: h and monitor_start do move breaks on this series."""
     series, _ = _monitor_series()
-    dates = {h: bfast_monitor(series, "2022-01-01", h=h, harmonics=1).break_date.values for h in (0.25, 0.5, 1.0)}
+    dates = {h: bfast_monitor(series, "2022-01-01", h=h, harmonics=1, history="all").break_date.values for h in (0.25, 0.5, 1.0)}
     assert not np.array_equal(dates[0.25], dates[0.5], equal_nan=True)
     assert not np.array_equal(dates[0.5], dates[1.0], equal_nan=True)
     k = 90
     times = series.time.values
-    early = bfast_monitor(series, times[k], harmonics=1)
-    later = bfast_monitor(series, times[k + 1], harmonics=1)  # one observation later
+    early = bfast_monitor(series, times[k], harmonics=1, history="all")
+    later = bfast_monitor(series, times[k + 1], harmonics=1, history="all")  # one observation later
     assert early.attrs["monitor_start"] == str(times[k]) and later.attrs["monitor_start"] == str(times[k + 1])
     # the history grows by observation k where it is valid; the history ends before monitor_start
     np.testing.assert_array_equal(later.n_history.values - early.n_history.values, np.isfinite(series.values[k]))
@@ -484,7 +484,7 @@ def test_defaults_are_bfastmonitors_and_ccdcs():
         return {k: p.default for k, p in inspect.signature(f).parameters.items() if p.default is not inspect.Parameter.empty}
 
     b = defaults(bfast_monitor)
-    assert (b["harmonics"], b["trend"], b["h"], b["alpha"], b["period"]) == (3, True, 0.25, 0.05, 10)
+    assert (b["harmonics"], b["trend"], b["h"], b["alpha"], b["period"], b["history"]) == (3, True, 0.25, 0.05, 10, "ROC")
     c = defaults(ccdc_breaks)
     assert (c["harmonics"], c["trend"], c["consecutive"], c["threshold"]) == (3, True, 6, 3.0)
     assert (defaults(harmonic_fit)["harmonics"], defaults(harmonic_fit)["trend"]) == (3, True)
@@ -539,8 +539,8 @@ def test_monitor_outputs_history_start_trend_and_min_obs():
         rmse = np.sqrt(np.sum((y[h, i] - x[h] @ beta) ** 2) / (h.sum() - 3))
         np.testing.assert_allclose(float(cc.rmse[i]), rmse, rtol=1e-4)
         assert int(cc.n_history[i]) == h.sum()
-    bf = bfast_monitor(series, "2022-01-01", history_start="2020-07-01", harmonics=1, trend=False)
-    assert bf.attrs["history_start"] == str(t[hist]) and bf.attrs["time_origin"] == float(years[hist])
+    bf = bfast_monitor(series, "2022-01-01", history="2020-07-01", harmonics=1, trend=False)
+    assert bf.attrs["history"] == str(t[hist]) and bf.attrs["time_origin"] == float(years[hist])
     np.testing.assert_array_equal(bf.n_history.values, cc.n_history.values)
     for out in (cc, bf, harmonic_fit(series, harmonics=1)):
         assert "time" not in out.coords and "time" not in out.dims  # per-pixel results: the time axis is gone
@@ -606,7 +606,7 @@ def test_bfast_monitor_level_period_critical_value_and_process():
     for kw, lam in (({"alpha": 0.01, "period": 4, "h": 0.5}, 2.20116995886405),
                     ({"alpha": 0.001, "period": 2}, 1.67397676536158),
                     ({"critical_value": 0.8, "alpha": 0.01}, 0.8)):
-        out = bfast_monitor(series, "2022-01-01", harmonics=1, process=True, **kw)
+        out = bfast_monitor(series, "2022-01-01", harmonics=1, process=True, history="all", **kw)
         assert out.attrs["critical_value"] == lam
         h = kw.get("h", 0.25)
         for i in range(6):

@@ -1,4 +1,4 @@
-"""Per-pixel time-series models: harmonic regression, BFAST-Monitor-style MOSUM monitoring, CCDC-style breaks.
+"""Per-pixel time-series models: harmonic regression and CCDC-style breaks; the least-squares helpers BFAST Monitor shares.
 
 Inputs are time-first ``(T, N)`` arrays and a design matrix ``(T, p)`` shared
 by all pixels (intercept, trend, harmonics, evaluated at each date). Each
@@ -20,7 +20,6 @@ __all__ = [
     "REASON_NO_MONITORING",
     "REASON_SINGULAR",
     "harmonic_fit",
-    "bfast_monitor",
     "ccdc_breaks",
     "strucchange_log_plus",
 ]
@@ -192,91 +191,6 @@ def harmonic_fit(
             if n > p:
                 out[p, s0 + j] = math.sqrt(rss / (n - p))
             out[p + 2, s0 + j] = REASON_OK
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def bfast_monitor(
-    values: np.ndarray,
-    invalid: np.ndarray,
-    design: np.ndarray,
-    hist_start: int,
-    mon_start: int,
-    h: float,
-    crit: float,
-    min_obs: int,
-    want_process: bool,
-) -> np.ndarray:
-    """BFAST-Monitor per pixel: fit on the stable history, OLS-MOSUM of the residuals, boundary crossing.
-
-    As ``strucchange::mefp(type="OLS-MOSUM")`` + ``monitor`` on the pixel's
-    valid observations from ``hist_start`` on (dates ``hist_start:mon_start``
-    are the history, ``mon_start:`` the monitoring period; left-out dates are
-    dropped, as bfastmonitor does with NA): with ``n`` history observations,
-    coefficients and ``sigma = sqrt(RSS / (n - p))`` from the history, window
-    ``K = floor(h * n)``, the process at the ``i``-th observation (1-based,
-    ``i > n``) is the sum of the last ``K`` residuals over ``sigma * sqrt(n)``
-    and the boundary is ``crit * sqrt(2 * log+(i / n))``. A break is the first
-    monitoring observation where ``|process| > boundary``.
-
-    Returns
-    -------
-    float32 ``(5, N)``, or ``(5 + 2T, N)`` with ``want_process``: row 0 the
-    date index of the break (-1: none or no result), 1 the magnitude (median
-    of the monitoring-period residuals, as bfastmonitor), 2 the reason code, 3
-    n, 4 sigma; then the process and the boundary at each monitoring date
-    (NaN elsewhere). A pixel needs ``n > p``, ``floor(h * n) > 1`` (as
-    bfastmonitor) and ``n >= min_obs``; else :data:`REASON_FEW_HISTORY`.
-    """
-    t_len, n_pix = values.shape
-    p = design.shape[1]
-    use_mask = invalid.shape[0] == t_len
-    rows = 5 + (2 * t_len if want_process else 0)
-    out = np.full((rows, n_pix), np.nan, dtype=np.float32)
-    out[0, :] = -1
-    tile = np.empty((_TILE, t_len), dtype=np.float64)
-    tidx = np.empty((_TILE, t_len), dtype=np.int64)
-    counts = np.empty(_TILE, dtype=np.int64)
-    xtx = np.empty((p, p))
-    xty = np.empty(p)
-    beta = np.empty(p)
-    resid = np.empty(t_len)
-    cum = np.empty(t_len + 1)
-    for s0 in range(0, n_pix, _TILE):
-        width = min(_TILE, n_pix - s0)
-        _gather(values, invalid, use_mask, hist_start, s0, width, tile, tidx, counts)
-        for j in range(width):
-            px = s0 + j
-            m = counts[j]
-            n, sigma, reason = _fit_history(design, tile[j], tidx[j], m, mon_start, min_obs, h, xtx, xty, beta, resid)
-            out[3, px] = n
-            if reason != REASON_OK:
-                out[2, px] = reason
-                continue
-            window = int(math.floor(h * n))
-            out[4, px] = sigma
-            if not sigma > 0.0:
-                out[2, px] = REASON_SINGULAR
-                continue
-            out[2, px] = REASON_OK
-            cum[0] = 0.0
-            for q in range(m):
-                cum[q + 1] = cum[q] + resid[q]
-            scale = sigma * math.sqrt(n)
-            brk = -1
-            for q in range(n, m):
-                process = (cum[q + 1] - cum[q + 1 - window]) / scale
-                bound = crit * math.sqrt(2.0 * strucchange_log_plus((q + 1) / n))
-                if want_process:
-                    t = tidx[j, q]
-                    out[5 + t, px] = process
-                    out[5 + t_len + t, px] = bound
-                if brk < 0 and abs(process) > bound:
-                    brk = tidx[j, q]
-                    if not want_process:
-                        break
-            out[0, px] = brk
-            out[1, px] = np.median(resid[n:m])
     return out
 
 

@@ -1,8 +1,7 @@
 """Time-series and change kernels against plain numpy float64 references written here.
 
 The references follow the published definitions: least squares by numpy.linalg.lstsq;
-the OLS-MOSUM monitoring process and boundary of R's strucchange (mefp / monitor, see
-geoproc.timeseries); numpy.histogram; the change formulas.
+numpy.histogram; the change formulas (BFAST Monitor's kernel: test_bfast_kernels.py).
 """
 
 from __future__ import annotations
@@ -13,10 +12,8 @@ import pytest
 from geoproc.kernels.change import change_vector, classify, histogram, two_date
 from geoproc.kernels.timeseries import (
     REASON_FEW_HISTORY,
-    REASON_NO_MONITORING,
     REASON_OK,
     REASON_SINGULAR,
-    bfast_monitor,
     ccdc_breaks,
     harmonic_fit,
 )
@@ -76,70 +73,6 @@ def test_harmonic_fit_reasons():
     same = np.zeros((6, 1), np.float32)
     flat_design = np.tile(np.array([[1.0, 0.0, 1.0, 0.0]]), (6, 1))
     assert harmonic_fit(same, NO_MASK, flat_design, 0, 6, 0)[-1, 0] == REASON_SINGULAR
-
-
-def _log_plus(x):
-    return np.where(x <= np.e, 1.0, np.log(np.maximum(x, 1e-300)))
-
-
-def _bfast_reference(y, ok, design, hist, mon, h, crit):
-    """strucchange mefp(OLS-MOSUM) + monitor, for one series, in float64 (NA observations dropped)."""
-    t = np.flatnonzero(ok & (np.arange(len(y)) >= hist))
-    in_hist = t < mon
-    n, p = in_hist.sum(), design.shape[1]
-    x, yy = design[t], y[t].astype(np.float64)
-    beta = np.linalg.lstsq(x[in_hist], yy[in_hist], rcond=None)[0]
-    e = yy - x @ beta
-    sigma = np.sqrt(np.sum(e[in_hist] ** 2) / (n - p))
-    k = int(np.floor(h * n))
-    # R: process[i + 1] = sum(e[(i + 1):(i + K)]) over all windows, minus the first n - K + 1 (history) ones
-    windows = np.array([e[i : i + k].sum() for i in range(len(e) - k + 1)]) / (sigma * np.sqrt(n))
-    process = windows[n - k + 1 :]
-    boundary = crit * np.sqrt(2 * _log_plus(np.arange(n + 1, len(e) + 1) / n))
-    cross = np.flatnonzero(np.abs(process) > boundary)
-    brk = t[n + cross[0]] if cross.size else -1
-    return brk, np.median(e[n:]), sigma, n, t[n:], process, boundary
-
-
-@pytest.mark.parametrize("h,crit,harmonics,trend", [(0.25, 1.34182451007628, 1, False), (0.5, 1.90200317899371, 2, True)])
-def test_bfast_monitor_process_boundary_and_break_against_reference(h, crit, harmonics, trend):
-    _, design = _design(90, harmonics, trend)
-    values, invalid = _series(design, 120)
-    values[60:, :40] -= 0.5  # a break in a third of the pixels
-    hist, mon = 3, 45
-    out = bfast_monitor(values, invalid, design, hist, mon, h, crit, 0, True)
-    t_len = values.shape[0]
-    ok = np.isfinite(values) & ~invalid
-    breaks = 0
-    for i in range(values.shape[1]):
-        brk, mag, sigma, n, t_mon, process, boundary = _bfast_reference(values[:, i], ok[:, i], design, hist, mon, h, crit)
-        assert out[2, i] == REASON_OK and out[3, i] == n
-        assert out[0, i] == brk
-        breaks += brk >= 0
-        np.testing.assert_allclose(out[1, i], mag, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(out[4, i], sigma, rtol=1e-5)
-        np.testing.assert_allclose(out[5 + t_mon, i], process, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(out[5 + t_len + t_mon, i], boundary, rtol=1e-6)
-        others = np.setdiff1d(np.arange(t_len), t_mon)
-        assert np.isnan(out[5 + others, i]).all() and np.isnan(out[5 + t_len + others, i]).all()
-    assert 30 <= breaks  # the shifted pixels break
-    # without the process rows, the same results
-    np.testing.assert_array_equal(bfast_monitor(values, invalid, design, hist, mon, h, crit, 0, False), out[:5])
-
-
-def test_bfast_monitor_reasons():
-    _, design = _design(40, 1, False)
-    values, _ = _series(design, 5, missing=0.0)
-    values[:20, 0] = np.nan
-    values[:17, 0] = 1.0 + rng.normal(0, 0.01, 17)  # 17 history observations...
-    values[:, 1] = np.nan
-    values[:6, 1] = 0.5 + 0.01 * np.arange(6)  # ...6 history observations: floor(0.25 * 6) = 1
-    values[20:, 2] = np.nan  # nothing to monitor
-    values[:20, 3] = 0.25  # constant history: zero residual variance
-    out = bfast_monitor(values, NO_MASK, design, 0, 20, 0.25, 1.34, 0, False)
-    assert out[2].tolist() == [REASON_OK, REASON_FEW_HISTORY, REASON_NO_MONITORING, REASON_SINGULAR, REASON_OK]
-    assert (out[0, 1:4] == -1).all() and np.isnan(out[1, 1:4]).all()
-    assert bfast_monitor(values, NO_MASK, design, 0, 20, 0.25, 1.34, 18, False)[2, 0] == REASON_FEW_HISTORY
 
 
 def test_ccdc_breaks_against_reference():

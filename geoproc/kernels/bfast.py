@@ -1,0 +1,273 @@
+"""BFAST Monitor per pixel as R's ``bfastmonitor``: the stable history by reverse-ordered CUSUM, then OLS-MOSUM monitoring.
+
+Inputs are time-first ``(T, N)`` arrays and a design matrix ``(T, p)`` shared
+by all pixels (see :mod:`geoproc.kernels.timeseries`, whose least-squares
+helpers are reused). Each pixel uses its own valid observations only (not NaN,
+not ``invalid``), as bfastmonitor drops NA.
+
+The stable history (``history = "ROC"``, Verbesselt et al. 2012, bfast's
+``history_roc``): the history observations are put in reverse order, their
+recursive residuals ``w`` computed (strucchange ``recresid``), and the
+Rec-CUSUM process ``cumsum(w) / (sd(w) sqrt(N))`` (``efp(type = "Rec-CUSUM")``,
+``N = n - p``) tested with strucchange's ``sctest``: the statistic
+``max |process_i| / (1 + 2 i / N)``, its p-value from the Brownian-motion
+formula of ``pvalue.efp``. When p < ``roc_level``, the history starts just
+after the newest observation where the process crosses the boundary
+``b (1 + 2 i / N)`` (``boundary.efp``, b solving p-value(b) = level).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .timeseries import (
+    REASON_FEW_HISTORY,
+    REASON_OK,
+    REASON_SINGULAR,
+    _fit_history,
+    _gather,
+    _TILE,
+    strucchange_log_plus,
+)
+
+__all__ = ["bfast_monitor", "roc_history", "rec_cusum_pvalue", "ROWS"]
+
+#: Rows of :func:`bfast_monitor`'s output before the optional process and boundary rows.
+ROWS = 6
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pnorm(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+@numba.njit(cache=True, nogil=True)
+def rec_cusum_pvalue(stat: float) -> float:
+    """strucchange's ``pvalue.efp`` for a Brownian-motion limit, functional "max", one column, standard boundary."""
+    if stat < 0.3:
+        return 1.0 - 0.1465 * stat
+    return 2.0 * (
+        1.0
+        - _pnorm(3.0 * stat)
+        + math.exp(-4.0 * stat * stat) * (_pnorm(stat) + _pnorm(5.0 * stat) - 1.0)
+        - math.exp(-16.0 * stat * stat) * (1.0 - _pnorm(stat))
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _solve_and_quad(a, b, x, beta, z) -> float:
+    """Cholesky ``L L' = a`` (lower triangle used, overwritten), ``beta = a^-1 b`` and ``x' a^-1 x = |L^-1 x|^2``.
+
+    Returns -1 when ``a`` is not positive definite (a pivot that all but
+    vanishes relative to its column's own norm).
+    """
+    p = a.shape[0]
+    for j in range(p):
+        d = a[j, j]
+        norm = d
+        for k in range(j):
+            d -= a[j, k] * a[j, k]
+        if not d > 1e-13 * norm:
+            return -1.0
+        d = math.sqrt(d)
+        a[j, j] = d
+        for i in range(j + 1, p):
+            s = a[i, j]
+            for k in range(j):
+                s -= a[i, k] * a[j, k]
+            a[i, j] = s / d
+    quad = 0.0
+    for i in range(p):
+        s = b[i]
+        v = x[i]
+        for k in range(i):
+            s -= a[i, k] * beta[k]
+            v -= a[i, k] * z[k]
+        beta[i] = s / a[i, i]
+        z[i] = v / a[i, i]
+        quad += z[i] * z[i]
+    for i in range(p - 1, -1, -1):
+        s = beta[i]
+        for k in range(i + 1, p):
+            s -= a[k, i] * beta[k]
+        beta[i] = s / a[i, i]
+    return quad
+
+
+@numba.njit(cache=True, nogil=True)
+def roc_history(design, y, ti, n, level, crit, xtx, xty, beta, w):
+    """Offset (0-based, into ``y[:n]``) where the stable history starts, by the reverse-ordered CUSUM test.
+
+    ``y[:n]`` and ``ti[:n]`` are the history observations, oldest first. Returns
+    0 (the whole history) when the test does not reject at ``level``, -1 when
+    ``n < p + 2`` (too few for the test) and -2 when the first ``p`` reversed
+    observations do not determine the model. ``crit`` is the boundary
+    constant ``b`` of ``level``.
+    """
+    p = design.shape[1]
+    big = n - p
+    if big < 2:
+        return -1
+    a = np.empty((p, p))
+    x = np.empty(p)
+    z = np.empty(p)
+    # accumulate the first p reversed observations, then for each next one: the recursive residual
+    xtx[:, :] = 0.0
+    xty[:] = 0.0
+    for r in range(n):
+        q = n - 1 - r  # reversed order
+        t = ti[q]
+        if r >= p:
+            for i in range(p):
+                for k in range(i + 1):
+                    a[i, k] = xtx[i, k]
+                x[i] = design[t, i]
+            quad = _solve_and_quad(a, xty, x, beta, z)
+            if quad < 0.0:
+                return -2
+            pred = 0.0
+            for i in range(p):
+                pred += x[i] * beta[i]
+            w[r - p] = (y[q] - pred) / math.sqrt(1.0 + quad)
+        for i in range(p):
+            xi = design[t, i]
+            xty[i] += xi * y[q]
+            for k in range(i + 1):
+                xtx[i, k] += xi * design[t, k]
+    mean = 0.0
+    for i in range(big):
+        mean += w[i]
+    mean /= big
+    ss = 0.0
+    for i in range(big):
+        ss += (w[i] - mean) * (w[i] - mean)
+    scale = math.sqrt(ss / (big - 1)) * math.sqrt(big)
+    if not scale > 0.0:
+        return 0
+    stat = 0.0
+    cum = 0.0
+    for i in range(big):
+        cum += w[i]
+        v = abs(cum / scale) / (1.0 + 2.0 * (i + 1) / big)
+        if v > stat:
+            stat = v
+    if not rec_cusum_pvalue(stat) < level:
+        return 0
+    cum = 0.0
+    for i in range(big):
+        cum += w[i]
+        if abs(cum / scale) > crit * (1.0 + 2.0 * (i + 1) / big):
+            # R: y_start = N - i* + 2 (1-based, i* the 1-based crossing) -> 0-based N - i*
+            return big - (i + 1) + 1
+    return 0
+
+
+@numba.njit(cache=True, nogil=True)
+def bfast_monitor(
+    values: np.ndarray,
+    invalid: np.ndarray,
+    design: np.ndarray,
+    hist_start: int,
+    mon_start: int,
+    h: float,
+    crit: float,
+    min_obs: int,
+    want_process: bool,
+    roc: bool,
+    roc_level: float,
+    roc_crit: float,
+) -> np.ndarray:
+    """bfastmonitor per pixel: (ROC) stable history, fit, OLS-MOSUM of the residuals, first boundary crossing.
+
+    Dates ``hist_start:mon_start`` are the history, ``mon_start:`` the
+    monitoring period. With ``roc``, the stable history is the part of the
+    pixel's history after the reverse-ordered CUSUM test's crossing
+    (:func:`roc_history`); else all of it. Then as
+    ``strucchange::mefp(type = "OLS-MOSUM")`` + ``monitor``: with ``n``
+    stable-history observations, coefficients and ``sigma = sqrt(RSS / (n - p))``
+    from them, window ``K = floor(h * n)``, the process at the ``i``-th
+    observation from the history start (1-based, ``i > n``) is the sum of the
+    last ``K`` residuals over ``sigma * sqrt(n)`` and the boundary
+    ``crit * sqrt(2 * log+(i / n))``; the break is the first monitoring
+    observation where ``|process| > boundary``.
+
+    Returns
+    -------
+    float64 ``(6, N)``, or ``(6 + 2T, N)`` with ``want_process``: row 0 the
+    date index of the break (-1: none or no result), 1 the magnitude (median
+    of the monitoring-period residuals, as bfastmonitor), 2 the reason code, 3
+    n, 4 sigma, 5 the date index where the stable history starts (-1: no
+    result); then the process and the boundary at each monitoring date (NaN
+    elsewhere). A pixel needs ``n > p``, ``floor(h * n) > 1`` (as
+    bfastmonitor), ``n >= min_obs`` and, with ``roc``, ``p + 2`` history
+    observations for the test; else :data:`REASON_FEW_HISTORY`.
+    """
+    t_len, n_pix = values.shape
+    p = design.shape[1]
+    use_mask = invalid.shape[0] == t_len
+    rows = ROWS + (2 * t_len if want_process else 0)
+    out = np.full((rows, n_pix), np.nan)
+    out[0, :] = -1
+    out[5, :] = -1
+    tile = np.empty((_TILE, t_len), dtype=np.float64)
+    tidx = np.empty((_TILE, t_len), dtype=np.int64)
+    counts = np.empty(_TILE, dtype=np.int64)
+    xtx = np.empty((p, p))
+    xty = np.empty(p)
+    beta = np.empty(p)
+    resid = np.empty(t_len)
+    cum = np.empty(t_len + 1)
+    for s0 in range(0, n_pix, _TILE):
+        width = min(_TILE, n_pix - s0)
+        _gather(values, invalid, use_mask, hist_start, s0, width, tile, tidx, counts)
+        for j in range(width):
+            px = s0 + j
+            m = counts[j]
+            off = 0
+            if roc:
+                n_all = 0
+                while n_all < m and tidx[j, n_all] < mon_start:
+                    n_all += 1
+                off = roc_history(design, tile[j], tidx[j], n_all, roc_level, roc_crit, xtx, xty, beta, resid)
+                if off < 0:
+                    out[3, px] = n_all
+                    out[2, px] = REASON_FEW_HISTORY if off == -1 else REASON_SINGULAR
+                    continue
+            y = tile[j, off:]
+            ti = tidx[j, off:]
+            m -= off
+            n, sigma, reason = _fit_history(design, y, ti, m, mon_start, min_obs, h, xtx, xty, beta, resid)
+            out[3, px] = n
+            if n > 0:
+                out[5, px] = ti[0]
+            if reason != REASON_OK:
+                out[2, px] = reason
+                continue
+            window = int(math.floor(h * n))
+            out[4, px] = sigma
+            if not sigma > 0.0:
+                out[2, px] = REASON_SINGULAR
+                continue
+            out[2, px] = REASON_OK
+            cum[0] = 0.0
+            for q in range(m):
+                cum[q + 1] = cum[q] + resid[q]
+            scale = sigma * math.sqrt(n)
+            brk = -1
+            for q in range(n, m):
+                process = (cum[q + 1] - cum[q + 1 - window]) / scale
+                bound = crit * math.sqrt(2.0 * strucchange_log_plus((q + 1) / n))
+                if want_process:
+                    t = ti[q]
+                    out[ROWS + t, px] = process
+                    out[ROWS + t_len + t, px] = bound
+                if brk < 0 and abs(process) > bound:
+                    brk = ti[q]
+                    if not want_process:
+                        break
+            out[0, px] = brk
+            out[1, px] = np.median(resid[n:m])
+    return out
