@@ -40,7 +40,8 @@ case "$what" in
         # the search tests run a real STAC API (stac-fastapi-pgstac) on a private PostgreSQL + PostGIS cluster
         missing=""
         # chromium (headless) renders the built documentation in tests/test_docs.py (tests/browser.py)
-        for pkg in postgresql-15 postgresql-contrib postgresql-15-postgis-3 chromium; do
+        # R + strucchange are the reference BFAST Monitor is compared with (tests/r_reference.py, tests/test_bfast.py)
+        for pkg in postgresql-15 postgresql-contrib postgresql-15-postgis-3 chromium r-base-core r-cran-strucchange; do
             [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" = installed ] || missing="$missing $pkg"
         done
         if [ -n "$missing" ]; then
