@@ -86,3 +86,14 @@ def s3_server():
         if _required_services():
             pytest.fail(f"the S3 store must run here (CI or GEOPROC_REQUIRE_SERVICES) but cannot: {exc}")
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def docs_site(tmp_path_factory):
+    """The documentation site, built once per session with warnings as errors (``tests/docs_site.py``).
+
+    tests/test_docs.py checks and renders it; tests/test_notebooks.py checks the notebooks it executed.
+    """
+    from .docs_site import build
+
+    return build(tmp_path_factory.mktemp("docs"))
