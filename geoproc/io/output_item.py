@@ -80,7 +80,10 @@ def output_item(
     props: dict = {}
     if "time" in ds.coords and ds["time"].size:
         times = np.sort(np.atleast_1d(ds["time"].values))
-        props.update(datetime=None, start_datetime=_iso(times[0]), end_datetime=_iso(times[-1]))
+        # a date's scenes may span seconds to days (time_end, MODIS periods): the inputs' span reaches further
+        start = min(_iso(times[0]), str(ds.attrs.get("input_start") or _iso(times[0])))
+        end = max(_iso(times[-1]), str(ds.attrs.get("input_end") or _iso(times[-1])))
+        props.update(datetime=None, start_datetime=start, end_datetime=end)
     elif ds.attrs.get("input_start") and ds.attrs.get("input_end"):
         props.update(datetime=None, start_datetime=ds.attrs["input_start"], end_datetime=ds.attrs["input_end"])
     else:
@@ -193,9 +196,6 @@ def store_collection(ds: xr.Dataset, href: str, collection_id: str, *, item_href
     ([['2024-05-01T00:00:00Z', '2024-05-21T00:00:00Z']], 'EPSG:32633')
     """
     item = output_item(ds, href, collection_id)
-    end = ds.attrs.get("input_end")
-    if end and item["properties"].get("end_datetime") and end > item["properties"]["end_datetime"]:
-        item["properties"]["end_datetime"] = end
     coll = collection([item], collection_id, description=f"time series of {', '.join(map(str, ds.data_vars))}")
     asset = dict(item["assets"]["data"])
     asset.update({k: v for k, v in item["properties"].items() if k.startswith("proj:")})
@@ -203,7 +203,8 @@ def store_collection(ds: xr.Dataset, href: str, collection_id: str, *, item_href
     if any(k.startswith("proj:") for k in asset):
         coll["stac_extensions"] = [PROJ_EXT, PROCESSING_EXT]
     if "time" in ds.coords and ds["time"].size:
-        coll.setdefault("summaries", {})["geoproc:dates"] = int(ds["time"].size)
+        dates = [_iso(t) for t in np.sort(np.atleast_1d(ds["time"].values))]
+        coll.setdefault("summaries", {})["geoproc:dates"] = dates
     if item_href:
         coll["links"].append({"rel": "item", "href": item_href, "type": "application/geo+json"})
     return coll
