@@ -33,7 +33,7 @@ import xarray as xr
 from ._blocks import is_dask
 from .errors import InvalidArgumentError
 from .kernels import bfast as _k
-from .timeseries import REASON_CODES, _REASON_MEANINGS, decimal_years, design_matrix, timeseries_array
+from .timeseries import REASON_CODES, _REASON_MEANINGS, decimal_years, timeseries_array
 
 __all__ = [
     "bfast_monitor",
@@ -244,11 +244,24 @@ def _prepare(data, mask, dim):
 
 
 def _design(years: np.ndarray, harmonics: int, trend: bool, frequency, origin: float):
+    """bfastpp's design: intercept, trend, cos1..cosK, sin1..sinK (its column order, which decides aliasing).
+
+    With a ``frequency`` the trend is R's ``1:N`` over the whole series (time
+    steps since the first time + 1), else years since ``origin``.
+    """
     order = harmonics if frequency is None else min(int(frequency), harmonics)
-    design, names = design_matrix(years, order, trend, origin=origin)
+    if not 1 <= order <= 3 or int(harmonics) != harmonics:
+        raise InvalidArgumentError(f"harmonics must be 1, 2 or 3 (annual harmonics), got {harmonics}")
+    cols, names = [np.ones_like(years)], ["intercept"]
+    if trend:
+        cols.append((years - years[0]) * float(frequency) + 1 if frequency is not None else years - origin)
+        names.append("trend")
+    cols += [np.cos(2 * np.pi * k * years) for k in range(1, order + 1)]
+    cols += [np.sin(2 * np.pi * k * years) for k in range(1, order + 1)]
+    names += [f"cos{k}" for k in range(1, order + 1)] + [f"sin{k}" for k in range(1, order + 1)]
     if frequency is not None and 2 * order == int(frequency):  # bfastpp: sin(pi t f) is 0 at every time step
-        design, names = np.ascontiguousarray(design[:, :-1]), names[:-1]
-    return design, names
+        cols, names = cols[:-1], names[:-1]
+    return np.ascontiguousarray(np.stack(cols, axis=1)), names
 
 
 def _at(index_block: np.ndarray, axis: np.ndarray) -> np.ndarray:

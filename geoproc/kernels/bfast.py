@@ -57,86 +57,142 @@ def rec_cusum_pvalue(stat: float) -> float:
     )
 
 
-@numba.njit(cache=True, nogil=True)
-def _solve_and_quad(a, b, x, beta, z) -> float:
-    """Cholesky ``L L' = a`` (lower triangle used, overwritten), ``beta = a^-1 b`` and ``x' a^-1 x = |L^-1 x|^2``.
+#: R's ``lm.fit`` tolerance in strucchange's ``recresid`` (``qr.tol = 1e-7``): a column whose part not
+#: explained by the columns before it has a norm below ``tol`` times its own norm is aliased (dropped).
+QR_TOL = 1e-7
 
-    Returns -1 when ``a`` is not positive definite (a pivot that all but
-    vanishes relative to its column's own norm).
+
+@numba.njit(cache=True, nogil=True)
+def _qr_fit(design, y, ti, n, r, a, qb, rr, cols, beta) -> int:
+    """Least squares on the ``r`` newest of ``y[:n]`` (reversed order: row k is observation ``n - 1 - k``).
+
+    Householder QR with the limited column pivoting of R's ``lm.fit`` (LINPACK
+    ``dqrdc2``): columns in order, a column whose remaining norm is below
+    :data:`QR_TOL` times its own norm is aliased (coefficient 0). Fills the
+    upper-triangular ``rr`` (rank x rank, over the accepted columns ``cols``),
+    ``qb`` (Q'y) and ``beta`` (0 at aliased columns); returns the rank.
     """
-    p = a.shape[0]
+    p = design.shape[1]
+    for k in range(r):
+        q = n - 1 - k
+        for j in range(p):
+            a[k, j] = design[ti[q], j]
+        qb[k] = y[q]
+    rank = 0
     for j in range(p):
-        d = a[j, j]
-        norm = d
-        for k in range(j):
-            d -= a[j, k] * a[j, k]
-        if not d > 1e-13 * norm:
-            return -1.0
-        d = math.sqrt(d)
-        a[j, j] = d
-        for i in range(j + 1, p):
-            s = a[i, j]
-            for k in range(j):
-                s -= a[i, k] * a[j, k]
-            a[i, j] = s / d
+        orig = 0.0
+        for k in range(r):
+            orig += design[ti[n - 1 - k], j] ** 2
+        orig = math.sqrt(orig)
+        nrm = 0.0
+        for k in range(rank, r):
+            nrm += a[k, j] * a[k, j]
+        nrm = math.sqrt(nrm)
+        if rank >= r or not nrm >= QR_TOL * orig or nrm == 0.0:
+            continue
+        alpha = -nrm if a[rank, j] >= 0.0 else nrm  # Householder: a[rank:, j] -> (alpha, 0, ..., 0)
+        v0 = a[rank, j] - alpha
+        vnorm2 = v0 * v0 + nrm * nrm - a[rank, j] * a[rank, j]
+        for jj in range(j + 1, p):
+            d = v0 * a[rank, jj]
+            for k in range(rank + 1, r):
+                d += a[k, j] * a[k, jj]
+            f = 2.0 * d / vnorm2
+            a[rank, jj] -= f * v0
+            for k in range(rank + 1, r):
+                a[k, jj] -= f * a[k, j]
+        d = v0 * qb[rank]
+        for k in range(rank + 1, r):
+            d += a[k, j] * qb[k]
+        f = 2.0 * d / vnorm2
+        qb[rank] -= f * v0
+        for k in range(rank + 1, r):
+            qb[k] -= f * a[k, j]
+        a[rank, j] = alpha
+        cols[rank] = j
+        rank += 1
+    for i in range(rank):
+        for k in range(rank):
+            rr[i, k] = a[i, cols[k]] if k >= i else 0.0
+    _back_solve(rr, qb, rank, beta, cols, p)
+    return rank
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _back_solve(rr, qb, rank, beta, cols, p):
+    """``beta[cols[:rank]] = rr^-1 qb[:rank]``, 0 elsewhere."""
+    for j in range(p):
+        beta[j] = 0.0
+    for i in range(rank - 1, -1, -1):
+        acc = qb[i]
+        for k in range(i + 1, rank):
+            acc -= rr[i, k] * beta[cols[k]]
+        beta[cols[i]] = acc / rr[i, i]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _leverage(rr, rank, cols, x, z) -> float:
+    """``x' (R'R)^-1 x`` over the accepted columns: ``|R^-T x|^2``."""
     quad = 0.0
-    for i in range(p):
-        s = b[i]
-        v = x[i]
+    for i in range(rank):
+        acc = x[cols[i]]
         for k in range(i):
-            s -= a[i, k] * beta[k]
-            v -= a[i, k] * z[k]
-        beta[i] = s / a[i, i]
-        z[i] = v / a[i, i]
+            acc -= rr[k, i] * z[k]
+        z[i] = acc / rr[i, i]
         quad += z[i] * z[i]
-    for i in range(p - 1, -1, -1):
-        s = beta[i]
-        for k in range(i + 1, p):
-            s -= a[k, i] * beta[k]
-        beta[i] = s / a[i, i]
     return quad
 
 
 @numba.njit(cache=True, nogil=True)
-def roc_history(design, y, ti, n, level, crit, xtx, xty, beta, w):
+def roc_history(design, y, ti, n, level, crit, w):
     """Offset (0-based, into ``y[:n]``) where the stable history starts, by the reverse-ordered CUSUM test.
 
     ``y[:n]`` and ``ti[:n]`` are the history observations, oldest first. Returns
-    0 (the whole history) when the test does not reject at ``level``, -1 when
-    ``n < p + 2`` (too few for the test) and -2 when the first ``p`` reversed
-    observations do not determine the model. ``crit`` is the boundary
-    constant ``b`` of ``level``.
+    0 (the whole history) when the test does not reject at ``level``, and -1
+    when ``n < p + 2`` (too few for the test). ``crit`` is the boundary
+    constant ``b``. Recursive residuals as strucchange's ``recresid``: the fit
+    on the first ``r`` reversed observations (R's pivoted QR while it is
+    rank-deficient, then Givens updates of its full-rank factor) predicts
+    observation ``r + 1``; ``w = (y - x'beta) / sqrt(1 + x'(X'X)^-1 x)``.
     """
     p = design.shape[1]
     big = n - p
     if big < 2:
         return -1
-    a = np.empty((p, p))
+    a = np.empty((n, p))
+    qb = np.empty(n)
+    rr = np.zeros((p, p))
+    cols = np.empty(p, dtype=np.int64)
+    beta = np.empty(p)
     x = np.empty(p)
     z = np.empty(p)
-    # accumulate the first p reversed observations, then for each next one: the recursive residual
-    xtx[:, :] = 0.0
-    xty[:] = 0.0
-    for r in range(n):
-        q = n - 1 - r  # reversed order
-        t = ti[q]
-        if r >= p:
+    rank = 0
+    for r in range(p, n):  # fit on reversed rows 0..r-1, predict row r
+        if rank < p:
+            rank = _qr_fit(design, y, ti, n, r, a, qb, rr, cols, beta)
+        else:
+            _back_solve(rr, qb, rank, beta, cols, p)
+        q = n - 1 - r
+        for j in range(p):
+            x[j] = design[ti[q], j]
+        pred = 0.0
+        for j in range(p):
+            pred += x[j] * beta[j]
+        w[r - p] = (y[q] - pred) / math.sqrt(1.0 + _leverage(rr, rank, cols, x, z))
+        if rank == p:  # fold row r into the full-rank factor (Givens rotations), cols is 0..p-1 here
+            yv = y[q]
             for i in range(p):
-                for k in range(i + 1):
-                    a[i, k] = xtx[i, k]
-                x[i] = design[t, i]
-            quad = _solve_and_quad(a, xty, x, beta, z)
-            if quad < 0.0:
-                return -2
-            pred = 0.0
-            for i in range(p):
-                pred += x[i] * beta[i]
-            w[r - p] = (y[q] - pred) / math.sqrt(1.0 + quad)
-        for i in range(p):
-            xi = design[t, i]
-            xty[i] += xi * y[q]
-            for k in range(i + 1):
-                xtx[i, k] += xi * design[t, k]
+                if x[i] == 0.0:
+                    continue
+                hyp = math.hypot(rr[i, i], x[i])
+                c, s = rr[i, i] / hyp, x[i] / hyp
+                for k in range(i, p):
+                    t1 = rr[i, k]
+                    rr[i, k] = c * t1 + s * x[k]
+                    x[k] = -s * t1 + c * x[k]
+                t1 = qb[i]
+                qb[i] = c * t1 + s * yv
+                yv = -s * t1 + c * yv
     mean = 0.0
     for i in range(big):
         mean += w[i]
@@ -231,10 +287,10 @@ def bfast_monitor(
                 n_all = 0
                 while n_all < m and tidx[j, n_all] < mon_start:
                     n_all += 1
-                off = roc_history(design, tile[j], tidx[j], n_all, roc_level, roc_crit, xtx, xty, beta, resid)
+                off = roc_history(design, tile[j], tidx[j], n_all, roc_level, roc_crit, resid)
                 if off < 0:
                     out[3, px] = n_all
-                    out[2, px] = REASON_FEW_HISTORY if off == -1 else REASON_SINGULAR
+                    out[2, px] = REASON_FEW_HISTORY
                     continue
             y = tile[j, off:]
             ti = tidx[j, off:]
