@@ -41,7 +41,8 @@ case "$what" in
         missing=""
         # chromium (headless) renders the built documentation in tests/test_docs.py (tests/browser.py)
         # R + strucchange are the reference BFAST Monitor is compared with (tests/r_reference.py, tests/test_bfast.py)
-        for pkg in postgresql-15 postgresql-contrib postgresql-15-postgis-3 chromium r-base-core r-cran-strucchange; do
+        # libjs-leaflet: explore()'s maps load Leaflet from a CDN; the offline browser test loads Debian's copy
+        for pkg in postgresql-15 postgresql-contrib postgresql-15-postgis-3 chromium r-base-core r-cran-strucchange libjs-leaflet; do
             [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" = installed ] || missing="$missing $pkg"
         done
         if [ -n "$missing" ]; then
