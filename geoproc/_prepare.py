@@ -22,12 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
-from pyproj import Transformer
 
 from ._extent import centre_lon, lonlat_to, output_grid
 from .errors import (AssetReadError, BandNotFoundError, GeoprocWarning, InvalidArgumentError, MetadataError,
                      NoItemsFoundError, NoOverlapError, listing)
-from .grid import GridSpec, normalize_crs
+from .grid import GridSpec, _transformer, chunk_index, normalize_crs
 from .io.headers import band_dtype, known_dtype, place_specs
 from .io.items import AssetSpec, as_items, asset_spec, is_categorical, item_datetime, item_end_datetime, numpy_dtype
 from .io.reader import ChunkTask, resampling_method
@@ -48,8 +47,9 @@ ON_ERROR = ("raise", "fill")
 class BandPlan:
     """One output variable: its dtype, decoding, its assets (``table``, in fuse order; ``None`` for an
     item without the band) with their ``footprints`` in the output CRS (same order; NaN where missing),
-    and the task of every chunk. ``dtype_known`` is false when no metadata gave the stored data type
-    and no header was read (a plan, or ``probe=False``). ``missing``: ids of items without the band."""
+    the time slot of each (``slots``) and the assets of every chunk (``index``). ``dtype_known`` is false
+    when no metadata gave the stored data type and no header was read (a plan, or ``probe=False``).
+    ``missing``: ids of items without the band."""
 
     name: str
     dtype: np.dtype
@@ -59,9 +59,31 @@ class BandPlan:
     attrs: dict
     table: tuple[AssetSpec | None, ...]
     footprints: np.ndarray
-    tasks: dict[tuple[int, int], ChunkTask]
+    slots: np.ndarray
+    index: ChunkIndex
+    overviews: bool = True
+    on_error: str = "raise"
+    report_token: str | None = None
     dtype_known: bool = True
     missing: tuple[str, ...] = ()
+
+    def task(self, grid: GridSpec, chunk: tuple[int, int], time_chunk: int, n_time: int,
+             it: int, iy: int, ix: int) -> ChunkTask:
+        """The read task of block ``(it, iy, ix)`` (time steps ``it * time_chunk`` onwards)."""
+        hit = self.index.of(iy, ix)
+        t0 = it * time_chunk
+        t1 = min(t0 + time_chunk, n_time)
+        times = self.slots[hit]
+        if t0 > 0 or t1 < n_time:  # the chunk's assets are in slot order: its time steps are one run of them
+            a, b = np.searchsorted(times, [t0, t1])
+            hit, times = hit[a:b], times[a:b]
+        (row, col), (h, w) = (iy * chunk[0], ix * chunk[1]), (min(chunk[0], grid.height - iy * chunk[0]),
+                                                             min(chunk[1], grid.width - ix * chunk[1]))
+        return ChunkTask(
+            grid=grid.window(row, col, h, w), assets=hit, times=(times - t0).astype(np.int32), n_time=t1 - t0,
+            dtype=self.dtype.str, fill=self.fill, decode=self.decode, resampling=self.resampling,
+            overviews=self.overviews, on_error=self.on_error, report_token=self.report_token,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,6 +99,13 @@ class Prepared:
     report_token: str | None = None
     span: tuple[dt.datetime, dt.datetime] | None = None
     time_end: np.ndarray | None = None  # per slot, the end of its last acquisition (end_datetime, else datetime)
+    time_chunk: int = 0  # time steps per chunk (the whole axis unless chunks= says otherwise)
+
+    def block_counts(self) -> tuple[int, int, int]:
+        """Blocks of each band along time, y and x."""
+        n_time = len(self.times)
+        return (max(1, math.ceil(n_time / (self.time_chunk or n_time or 1))),
+                math.ceil(self.grid.height / self.chunk[0]), math.ceil(self.grid.width / self.chunk[1]))
 
 
 def prepare(
@@ -139,7 +168,14 @@ def prepare(
     def footprints_in(dst_crs: str) -> dict[str, np.ndarray]:
         """Per band, each item's footprint in ``dst_crs``, ``(n_items, 4)``; computed once per CRS."""
         if dst_crs not in by_crs:
-            by_crs[dst_crs] = {b: _footprints(ss, dst_crs) for b, ss in specs.items()}
+            done: dict[tuple, np.ndarray] = {}  # bands of the same files' extents (red, nir, SCL) are computed once
+            by_crs[dst_crs] = {}
+            for b, ss in specs.items():
+                key = tuple((s.crs, s.bounds, s.lonlat_bbox) if s is not None and s.placed else
+                            (None, None, s.lonlat_bbox if s is not None else None) for s in ss)
+                if key not in done:
+                    done[key] = _footprints(ss, dst_crs)
+                by_crs[dst_crs][b] = done[key]
         return by_crs[dst_crs]
 
     if like is not None:
@@ -163,7 +199,7 @@ def prepare(
 
     slot_of, slot_times = _time_slots([when[i] for i in keep], groupby, centre_lon(grid))
     times = np.array([np.datetime64(t.replace(tzinfo=None), "ns") for t in slot_times])
-    chunk = _chunk_shape(chunks, grid, len(slot_times))
+    chunk, time_chunk = _chunk_shape(chunks, grid, len(slot_times))
     n_chunks = math.ceil(grid.height / chunk[0]) * math.ceil(grid.width / chunk[1])
     if n_chunks > MAX_CHUNKS:
         raise InvalidArgumentError(
@@ -178,6 +214,7 @@ def prepare(
 
     kept_ids = {item_list[i].id for i in keep}
     plans = []
+    indexes: dict[bytes, object] = {}  # bands whose assets have the same footprints share one chunk index
     for band in band_list:
         gone = tuple(i for i in missing[band] if i in kept_ids)
         if gone:
@@ -191,7 +228,7 @@ def prepare(
             )
         plans.append(
             _band_plan(band, specs[band], footprints[band], ordered_items, ordered_slots, len(slot_times), grid, chunk,
-                       resampling, float_dtype, raw, use_overviews, on_error, report_token, reader, probe, gone)
+                       resampling, float_dtype, raw, use_overviews, on_error, report_token, reader, probe, gone, indexes)
         )
     ends = [item_end_datetime(item_list[i], when[i]) for i in keep]
     span = (min(when[i] for i in keep), max(ends))
@@ -200,7 +237,7 @@ def prepare(
         slot_ends[j] = max(slot_ends[j], end)
     time_end = np.array([np.datetime64(t.replace(tzinfo=None), "ns") for t in slot_ends])
     return Prepared(grid, chunk, times, plans, [item_list[i].id for i in ordered_items], len(item_list), report_token,
-                    span, time_end)
+                    span, time_end, time_chunk)
 
 
 def _new_token() -> str:
@@ -292,7 +329,7 @@ def _footprints(specs: Sequence[AssetSpec | None], dst_crs: str, densify: int = 
         x0, y0, x1, y1 = (b[:, k : k + 1] for k in range(4))
         xs = np.hstack([x0 + (x1 - x0) * t, np.repeat(x1, densify, 1), x1 - (x1 - x0) * t, np.repeat(x0, densify, 1)])
         ys = np.hstack([np.repeat(y1, densify, 1), y1 - (y1 - y0) * t, np.repeat(y0, densify, 1), y0 + (y1 - y0) * t])
-        tx, ty = Transformer.from_crs(src, dst_crs, always_xy=True).transform(xs, ys)
+        tx, ty = _transformer(src, dst_crs).transform(xs, ys)
         out[idx] = np.column_stack([np.min(tx, 1), np.min(ty, 1), np.max(tx, 1), np.max(ty, 1)])
     return out
 
@@ -314,18 +351,33 @@ def _time_slots(when: Sequence[dt.datetime], groupby: str, lon: float) -> tuple[
     return [index[k] for k in keys], [first[k] for k in ordered]
 
 
-def _chunk_shape(chunks, grid: GridSpec, n_time: int) -> tuple[int, int]:
+def auto_side(n_time: int, budget: int = DEFAULT_CHUNK_BYTES, itemsize: int = 4) -> int:
+    """The side of a square chunk of ``n_time`` steps that holds ``budget`` bytes: a multiple of 256 px up to
+    4,096, or of 16 px below 256 (long series get small chunks rather than tasks over budget)."""
+    side = math.sqrt(budget / (max(n_time, 1) * itemsize))
+    if side >= 256:
+        return int(min(side // 256 * 256, 4096))
+    return int(max(16, side // 16 * 16))
+
+
+def _chunk_shape(chunks, grid: GridSpec, n_time: int) -> tuple[tuple[int, int], int]:
+    """``((y, x), time)`` chunk sizes. Time is whole unless ``chunks`` gives ``"time"``; a side not given
+    follows :func:`auto_side` for the time steps of one chunk."""
+    time_chunk = n_time
     if chunks is None:
-        side = math.sqrt(DEFAULT_CHUNK_BYTES / (max(n_time, 1) * 4))
-        side = int(min(max(256, side // 256 * 256), 4096))
-        return (min(side, grid.height), min(side, grid.width))
+        side = auto_side(n_time)
+        return (min(side, grid.height), min(side, grid.width)), max(n_time, 1)
     if isinstance(chunks, Mapping):
         unknown = set(chunks) - {"x", "y", "time"}
-        if unknown or chunks.get("time", -1) not in (-1, None, n_time):
-            raise InvalidArgumentError(
-                f"chunks takes 'y' and 'x' sizes (the time axis is always one chunk), got {dict(chunks)}"
-            )
-        cy, cx = chunks.get("y", grid.height), chunks.get("x", grid.width)
+        if unknown:
+            raise InvalidArgumentError(f"chunks takes 'time', 'y' and 'x' sizes, got {dict(chunks)}")
+        t = chunks.get("time", -1)
+        if t not in (-1, None):
+            if isinstance(t, bool) or not isinstance(t, int | np.integer) or t < 1:
+                raise InvalidArgumentError(f"chunks['time'] must be a whole number >= 1 or -1 (whole), got {t!r}")
+            time_chunk = min(int(t), max(n_time, 1))
+        auto = auto_side(time_chunk) if "time" in chunks else None
+        cy, cx = chunks.get("y", auto or grid.height), chunks.get("x", auto or grid.width)
     elif isinstance(chunks, int):
         cy = cx = chunks
     else:
@@ -334,11 +386,11 @@ def _chunk_shape(chunks, grid: GridSpec, n_time: int) -> tuple[int, int]:
     cx = grid.width if cx in (-1, None) else int(cx)
     if cy <= 0 or cx <= 0:
         raise InvalidArgumentError(f"chunk sizes must be positive, got {(cy, cx)}")
-    return (min(cy, grid.height), min(cx, grid.width))
+    return (min(cy, grid.height), min(cx, grid.width)), max(time_chunk, 1)
 
 
 def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, grid, chunk, resampling, float_dtype,
-               raw, use_overviews, on_error, report_token, reader, probe, missing) -> BandPlan:
+               raw, use_overviews, on_error, report_token, reader, probe, missing, indexes) -> BandPlan:
     present = [s for s in specs if s is not None]
     categorical = is_categorical(band, present[0].key)
     # an overview of a class band may have been built by averaging, which invents classes
@@ -380,23 +432,17 @@ def _band_plan(band, specs, footprints, ordered_items, ordered_slots, n_time, gr
 
     fp = footprints[ordered_items]
     table = tuple(specs[i] for i in ordered_items)  # fuse order
-    table_array = np.empty(len(table), dtype=object)  # for fast per-chunk selection (C, not Python, loops)
-    table_array[:] = table
-    tasks = {}
-    for iy, ix, sub in grid.chunks(chunk):
-        hit = np.flatnonzero(_hits(fp, sub.bounds)).astype(np.int32)
-        tasks[(iy, ix)] = ChunkTask(
-            grid=sub, specs=table_array[hit], assets=hit, times=ordered_slots[hit].astype(np.int32), n_time=n_time, dtype=out_dtype.str,
-            fill=float(fill), decode=decode, resampling=method, overviews=overviews, on_error=on_error,
-            report_token=report_token,
-        )
-
+    key = fp.tobytes()
+    if key not in indexes:
+        indexes[key] = chunk_index(fp, grid, chunk)
+    index = indexes[key]
     attrs: dict = {"resampling": method}
     if decode or nodata is not None or np.isnan(fill):
         attrs["nodata"] = fill  # what marks a missing pixel in this variable
     if scaled and not decode:
         attrs["scale"], attrs["offset"] = present[0].scale, present[0].offset
-    return BandPlan(band, out_dtype, float(fill), decode, method, attrs, table, fp, tasks, dtype_known, missing)
+    return BandPlan(band, out_dtype, float(fill), decode, method, attrs, table, fp, ordered_slots.astype(np.int32), index,
+                    overviews, on_error, report_token, dtype_known, missing)
 
 
 def _stored_dtype(present: Sequence[AssetSpec], reader, probe: bool) -> tuple[np.dtype | None, bool]:

@@ -21,6 +21,7 @@ from affine import Affine
 from pyproj import CRS, Transformer
 
 from .errors import InvalidArgumentError
+from .kernels.chunk_index import rows_from_ranges
 
 __all__ = ["GridSpec", "normalize_crs", "transform_bounds", "bounds_intersect", "SNAP_TOLERANCE", "ALIGN_TOLERANCE"]
 
@@ -261,3 +262,67 @@ def _split(n: int, size: int) -> tuple[int, ...]:
     size = max(1, int(size))
     full, rest = divmod(n, size)
     return (size,) * full + ((rest,) if rest else ())
+
+
+@dataclass(frozen=True)
+class ChunkIndex:
+    """Which boxes (assets) each chunk of a grid intersects, in compressed sparse rows.
+
+    Chunk ``k`` (row-major: ``k = iy * n_x + ix``) intersects the boxes
+    ``hit[ptr[k]:ptr[k + 1]]``, in their given order.
+    """
+
+    ptr: np.ndarray  # int64, n_chunks + 1
+    hit: np.ndarray  # int32
+    n_x: int
+
+    def of(self, iy: int, ix: int) -> np.ndarray:
+        """Positions of the boxes that chunk ``(iy, ix)`` intersects."""
+        k = iy * self.n_x + ix
+        return self.hit[self.ptr[k] : self.ptr[k + 1]]
+
+    @property
+    def pairs(self) -> int:
+        """(chunk, box) intersections in all."""
+        return int(self.ptr[-1])
+
+
+def chunk_edges(grid: GridSpec, chunk: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(left, right, top, bottom)`` of every chunk column and row, as :meth:`GridSpec.window` computes them."""
+    t = grid.transform
+    ys, xs = grid.chunk_sizes(chunk)
+    col0 = np.concatenate([[0], np.cumsum(xs)[:-1]]).astype(np.float64)
+    row0 = np.concatenate([[0], np.cumsum(ys)[:-1]]).astype(np.float64)
+    left = t.a * col0 + t.c  # b == 0 on north-up grids (GridSpec refuses rotation)
+    top = t.e * row0 + t.f
+    right = left + t.a * np.asarray(xs, dtype=np.float64)
+    bottom = top + t.e * np.asarray(ys, dtype=np.float64)
+    return left, right, top, bottom
+
+
+def chunk_index(boxes: np.ndarray, grid: GridSpec, chunk: tuple[int, int]) -> ChunkIndex:
+    """For every chunk of ``grid``, the boxes (``(n, 4)`` minx, miny, maxx, maxy in the grid's CRS; NaN rows
+    never intersect) whose interior overlaps it, in the boxes' order.
+
+    The work is a binary search per box and two passes over the (box, chunk) pairs (a numba kernel): it
+    grows with the intersections, not with chunks x boxes.
+
+    Examples
+    --------
+    >>> g = GridSpec.from_bounds((0, 0, 40, 20), 10, 32633)
+    >>> idx = chunk_index(np.array([[0, 0, 15, 20], [25, 5, 40, 10]]), g, (2, 2))
+    >>> idx.of(0, 0).tolist(), idx.of(0, 1).tolist()
+    ([0], [1])
+    """
+    left, right, top, bottom = chunk_edges(grid, chunk)
+    n_x, n_y = len(left), len(top)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    ok = np.isfinite(boxes).all(axis=1)
+    # strict overlap, as in `box[0] < right and left < box[2]` (y likewise, rows run north to south)
+    c0 = np.searchsorted(right, boxes[:, 0], side="right")
+    c1 = np.searchsorted(left, boxes[:, 2], side="left")
+    r0 = np.searchsorted(-bottom, -boxes[:, 3], side="right")
+    r1 = np.searchsorted(-top, -boxes[:, 1], side="left")
+    c0, c1, r0, r1 = (np.where(ok, v, 0).astype(np.int64) for v in (c0, c1, r0, r1))
+    ptr, hit = rows_from_ranges(r0, r1, c0, c1, n_y, n_x)
+    return ChunkIndex(ptr, hit, n_x)

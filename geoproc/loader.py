@@ -18,17 +18,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import dask.array as da
+import numpy as np
 import pystac
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from dask.base import tokenize
-from dask.blockwise import BlockwiseDepDict, blockwise
-from dask.highlevelgraph import HighLevelGraph
+from dask._task_spec import DataNode, TaskRef
+from dask.blockwise import BlockwiseDep, blockwise
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
 from ._provenance import iso
-from ._prepare import DEFAULT_CHUNK_BYTES, grid_of, prepare
+from ._prepare import DEFAULT_CHUNK_BYTES, BandPlan, Prepared, grid_of, prepare
 from .errors import InvalidArgumentError
-from .io.reader import DEFAULT_GDAL_ENV, DEFAULT_READ_CONCURRENCY, RasterioReader, Reader, read_chunk
+from .io.reader import DEFAULT_GDAL_ENV, DEFAULT_READ_CONCURRENCY, ChunkTask, RasterioReader, Reader, read_chunk
 from .io.report import LoadReport
 from .io.storage import gdal_defaults_from_environment
 
@@ -209,22 +211,35 @@ def load(
     # where the data came from, on the Dataset and on each variable, so results derived from either
     # describe their inputs (see geoproc._provenance)
     provenance = {"input_items": prep.item_ids, "input_start": iso(prep.span[0]), "input_end": iso(prep.span[1])}
+    n_time = len(prep.times)
+    tc = prep.time_chunk or max(n_time, 1)
+    time_chunks = tuple(min(tc, n_time - t0) for t0 in range(0, n_time, tc)) or (0,)
     data_vars = {}
     for band in prep.bands:
         name = f"load-{band.name}-" + tokenize(
-            band.name, grid.to_dict(), prep.chunk, prep.item_ids, band.resampling, band.dtype.str, band.decode, reader, token
+            band.name, grid.to_dict(), prep.chunk, tc, prep.item_ids, band.resampling, band.dtype.str, band.decode,
+            reader, token
         )
+        # The band's table of assets is one graph key that every read task of the band depends on: tasks
+        # refer to their assets by position, so a task is small whatever the hrefs and metadata weigh, and
+        # a distributed worker fetches the table once.
+        table = np.empty(len(band.table), dtype=object)
+        table[:] = band.table
+        table_key = f"assets-{name}"
         # A Blockwise IO layer, as dask's own readers build: dask fuses it with the blockwise steps
         # that use it (mask, index, composite, store), so one task per chunk reads the bands of its
-        # chunk and computes on them, and no band crosses between workers.
-        per_chunk = _ChunkTasks(
-            {(0, iy, ix): task for (iy, ix), task in band.tasks.items()}, numblocks=(1, len(ys), len(xs)), token=name
-        )
+        # chunk and computes on them, and no band crosses between workers. Its tasks are made when
+        # the graph is materialised, for the blocks a computation needs.
+        per_chunk = _ChunkTasks(band, prep, token=name)
         layer = blockwise(
-            read_chunk, name, "tyx", per_chunk, "tyx", reader, None, read_concurrency, None, numblocks={}, _data_producer=True
+            read_chunk, name, "tyx", per_chunk, "tyx", TaskRef(table_key), None, reader, None, read_concurrency, None,
+            numblocks={}, _data_producer=True,
         )
-        graph = HighLevelGraph.from_collections(name, layer, dependencies=())
-        arr = da.Array(graph, name, chunks=((len(prep.times),), ys, xs), dtype=band.dtype)
+        graph = HighLevelGraph(
+            {table_key: MaterializedLayer({table_key: DataNode(table_key, table)}), name: layer},
+            {table_key: set(), name: {table_key}},
+        )
+        arr = da.Array(graph, name, chunks=(time_chunks, ys, xs), dtype=band.dtype)
         data_vars[band.name] = (("time", "y", "x"), arr, {**band.attrs, **provenance})
     coords = {"time": prep.times, "time_end": ("time", prep.time_end), "y": grid.ys(), "x": grid.xs()}
     ds = xr.Dataset(data_vars, coords=coords)
@@ -242,16 +257,26 @@ def default_reader(gdal_env: Mapping[str, object] | None = None, patch_url: Call
     return RasterioReader(env, patch_url=patch_url, retries=retries)
 
 
-class _ChunkTasks(BlockwiseDepDict):
-    """The :class:`ChunkTask` of each block, with the layer's own token.
+class _ChunkTasks(BlockwiseDep):
+    """The :class:`ChunkTask` of each block of one band, made on demand from the band's chunk index.
 
-    Without it, dask would tokenize the mapping by pickling every task: a quarter
-    of a second for 2,000 items.
+    Dask asks for the blocks it materialises (after culling, only those a computation needs), so a
+    graph over a continent costs nothing until a part of it is computed. Tokenized by the layer's
+    name: dask would otherwise pickle the band's plan to tokenize it.
     """
 
-    def __init__(self, mapping: dict, numblocks: tuple[int, ...], token: str):
-        super().__init__(mapping, numblocks=numblocks)
+    produces_tasks = False
+
+    def __init__(self, band: BandPlan, prep: Prepared, token: str):
+        self.band = band
+        self.grid, self.chunk, self.n_time = prep.grid, prep.chunk, len(prep.times)
+        self.time_chunk = prep.time_chunk or max(self.n_time, 1)
+        self.numblocks = prep.block_counts()
         self._token = token
+
+    def __getitem__(self, idx: tuple[int, int, int]) -> ChunkTask:
+        it, iy, ix = idx
+        return self.band.task(self.grid, self.chunk, self.time_chunk, self.n_time, it, iy, ix)
 
     def __dask_tokenize__(self) -> str:
         return self._token

@@ -31,10 +31,13 @@ class LoadPlan:
     crs, resolution, bounds
         The output grid.
     chunk
-        Spatial chunk shape ``(y, x)``; time is one chunk.
+        Spatial chunk shape ``(y, x)``.
+    time_chunk
+        Time steps per chunk (the whole axis unless ``chunks`` gives ``"time"``).
     chunks, tasks
-        Spatial chunks, and tasks of the load: one per chunk and band (dask
-        fuses a chunk's bands into the steps that use them together).
+        Chunks of one band (spatial chunks x time chunks), and tasks of the
+        load: one per chunk and band (dask fuses a chunk's bands into the steps
+        that use them together).
     reads
         Asset windows read, summed over tasks.
     bytes_to_read
@@ -43,7 +46,12 @@ class LoadPlan:
     bytes_out
         Bytes of the loaded arrays.
     chunk_bytes
-        Memory of the largest chunk of one band (whole time axis).
+        Memory of the largest chunk of one band.
+    task_bytes
+        Memory of one chunk of every band: what one fused task (read, mask,
+        index, reduce) holds at least, whatever the number of items or the
+        size of the area. Steps that make new arrays add to it (about one
+        float32 chunk each).
     """
 
     items: int
@@ -54,12 +62,14 @@ class LoadPlan:
     resolution: tuple[float, float]
     bounds: tuple[float, float, float, float]
     chunk: tuple[int, int]
+    time_chunk: int
     chunks: int
     tasks: int
     reads: int
     bytes_to_read: int
     bytes_out: int
     chunk_bytes: int
+    task_bytes: int
 
     def __str__(self) -> str:
         t, h, w = self.shape
@@ -68,9 +78,11 @@ class LoadPlan:
                 f"items       {self.items_used} of {self.items} overlap the grid",
                 f"bands       {', '.join(f'{b} ({d})' for b, d in self.bands.items())}",
                 f"grid        {h} x {w} px at {self.resolution[0]:g} in {self.crs}, {t} time slices",
-                f"chunks      {self.chunks} of {self.chunk[0]} x {self.chunk[1]} px (time whole); {self.tasks} load tasks",
+                f"chunks      {self.chunks} of {self.chunk[0]} x {self.chunk[1]} px "
+                f"({'time whole' if self.time_chunk >= t else f'{self.time_chunk} time steps'}); {self.tasks} load tasks",
                 f"reads       {self.reads} asset windows, about {_size(self.bytes_to_read)} uncompressed",
                 f"output      {_size(self.bytes_out)}; largest chunk of one band {_size(self.chunk_bytes)}",
+                f"memory      {_size(self.task_bytes)} per task (one chunk of every band)",
             ]
         )
 
@@ -106,6 +118,13 @@ def plan(items, bands, **load_args) -> LoadPlan:
     chunks      6 of 128 x 128 px (time whole); 18 load tasks
     reads       180 asset windows, about 1.2 MiB uncompressed
     output      2.5 MiB; largest chunk of one band 384.0 KiB
+    memory      864.0 KiB per task (one chunk of every band)
+
+    A long series in per-date chunks (each task reads and holds one date):
+
+    >>> p = geoproc.plan(items, ["red", "nir"], resolution=10, chunks={"time": 1})
+    >>> p.time_chunk, p.chunk, p.task_bytes
+    (1, (138, 356), 393024)
     """
     probe = load_args.pop("probe", False)
     reader = load_args.pop("reader", None)
@@ -120,27 +139,12 @@ def plan(items, bands, **load_args) -> LoadPlan:
     n_time = len(prep.times)
     reads, nbytes = 0, 0.0
     for band in prep.bands:
-        for task in band.tasks.values():
-            cb = task.grid.bounds
-            for pos in task.assets:
-                a, fp = band.table[pos], band.footprints[pos]
-                ix = max(0.0, min(cb[2], fp[2]) - max(cb[0], fp[0]))
-                iy = max(0.0, min(cb[3], fp[3]) - max(cb[1], fp[1]))
-                if ix <= 0 or iy <= 0:
-                    continue
-                if a.placed:
-                    # the overview a read would use (COG overviews halve the resolution level by level)
-                    shrink = shrink_factor(task.grid, a.crs, a.resolution)
-                    ovr = 2 ** int(math.floor(math.log2(shrink) + 1e-9)) if shrink >= 2 else 1
-                    src_px = (fp[2] - fp[0]) / a.shape[1]  # a source pixel, in output units
-                else:  # no proj: metadata: count output pixels
-                    ovr, src_px = 1, task.grid.transform.a
-                px = (ix / (src_px * ovr)) * (iy / (src_px * ovr))
-                itemsize = _itemsize(a.data_type, band)
-                reads += 1
-                nbytes += px * itemsize
-    n_chunks = len(prep.bands[0].tasks)
+        r, b = _band_reads(band, grid)
+        reads += r
+        nbytes += b
+    nt, ny, nx = prep.block_counts()
     cy, cx = prep.chunk
+    tc = min(prep.time_chunk or n_time, n_time)
     return LoadPlan(
         items=prep.n_items,
         items_used=len(prep.item_ids),
@@ -150,13 +154,45 @@ def plan(items, bands, **load_args) -> LoadPlan:
         resolution=grid.resolution,
         bounds=grid.bounds,
         chunk=prep.chunk,
-        chunks=n_chunks,
-        tasks=n_chunks * len(prep.bands),
+        time_chunk=tc,
+        chunks=nt * ny * nx,
+        tasks=nt * ny * nx * len(prep.bands),
         reads=reads,
         bytes_to_read=round(nbytes),
         bytes_out=int(sum(n_time * grid.height * grid.width * _out_itemsize(b) for b in prep.bands)),
-        chunk_bytes=int(max(n_time * cy * cx * _out_itemsize(b) for b in prep.bands)),
+        chunk_bytes=int(max(tc * cy * cx * _out_itemsize(b) for b in prep.bands)),
+        task_bytes=int(sum(tc * cy * cx * _out_itemsize(b) for b in prep.bands)),
     )
+
+
+def _band_reads(band, grid) -> tuple[int, float]:
+    """Asset windows one band reads, and their uncompressed bytes.
+
+    Chunks partition the grid, so the windows of one asset add up to its footprint within the grid: the
+    bytes come per asset, and the count of windows from the chunk index, whatever the number of chunks.
+    """
+    counts = np.bincount(band.index.hit, minlength=len(band.table))  # windows per asset
+    fp = band.footprints
+    gx0, gy0, gx1, gy1 = grid.bounds
+    with np.errstate(invalid="ignore"):
+        wx = np.clip(np.minimum(fp[:, 2], gx1) - np.maximum(fp[:, 0], gx0), 0, None)
+        wy = np.clip(np.minimum(fp[:, 3], gy1) - np.maximum(fp[:, 1], gy0), 0, None)
+    nbytes = 0.0
+    shrinks: dict[tuple, float] = {}
+    for i, a in enumerate(band.table):
+        if a is None or not counts[i]:
+            continue
+        if a.placed:
+            key = (a.crs, a.resolution)
+            if key not in shrinks:  # the overview a read would use (COG overviews halve the resolution level by level)
+                shrinks[key] = shrink_factor(grid, a.crs, a.resolution)
+            shrink = shrinks[key]
+            ovr = 2 ** int(math.floor(math.log2(shrink) + 1e-9)) if shrink >= 2 else 1
+            size = (fp[i, 2] - fp[i, 0]) / a.shape[1] * ovr  # a read pixel, in output units
+        else:  # no proj: metadata: count output pixels
+            size = grid.transform.a
+        nbytes += (wx[i] / size) * (wy[i] / size) * _itemsize(a.data_type, band)
+    return int(counts.sum()), nbytes
 
 
 def _out_itemsize(band) -> int:

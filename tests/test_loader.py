@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import dask
+import pickle
+
 import numpy as np
 import pytest
 from pyproj import Transformer
@@ -44,18 +46,31 @@ def test_structure_dtypes_and_time(archive, items):
 
 
 def test_one_task_per_chunk_per_band(archive, items):
-    """Per band: one task per chunk, a graph root holding only the assets its chunk intersects."""
+    """Per band: one task per chunk and one table of assets; a task holds the positions of only the assets
+    its chunk intersects, not the assets themselves."""
     ds = geoproc.load(items, ["red", "scl"], resolution=10, chunks=128)
     n_chunks = len(ds.red.data.chunks[1]) * len(ds.red.data.chunks[2])
     graph = dict(ds.red.data.__dask_graph__())
-    assert len(graph) == n_chunks
-    chunk_tasks = [arg.value for task in graph.values() for arg in task.args if isinstance(arg.value, ChunkTask)]
+    tables = [k for k in graph if isinstance(k, str) and k.startswith("assets-")]
+    assert len(tables) == 1 and len(graph) == n_chunks + 1
+    table = graph[tables[0]].value
+    assert all(isinstance(a, AssetSpec) for a in table)
+    chunk_tasks = [arg.value for task in graph.values() if hasattr(task, "args") for arg in task.args
+                   if isinstance(getattr(arg, "value", None), ChunkTask)]
     assert len(chunk_tasks) == n_chunks
-    per_task = [t.specs for t in chunk_tasks]
-    assert all(isinstance(a, AssetSpec) for specs in per_task for a in specs)
+    per_task = [[table[i] for i in t.assets] for t in chunk_tasks]
+    assert all(len(pickle.dumps(t)) < 2000 for t in chunk_tasks)  # positions, not hrefs and metadata
     # every item is read somewhere, and some chunk reads fewer than all (the tiles only overlap)
     assert {a.item_id for specs in per_task for a in specs} == set(archive.item_ids)
     assert min(len(specs) for specs in per_task) < len(archive.item_ids)
+    # each task reads exactly the assets whose footprint overlaps its chunk (checked for those in the grid's CRS)
+    same = {i for i, a in enumerate(table) if a.crs == chunk_tasks[0].grid.crs}
+    assert same and len(same) < len(table)
+    for t in chunk_tasks:
+        b = t.grid.bounds
+        want = {i for i in same if table[i].bounds[0] < b[2] and b[0] < table[i].bounds[2]
+                and table[i].bounds[1] < b[3] and b[1] < table[i].bounds[3]}
+        assert set(t.assets.tolist()) & same == want
 
 
 def test_bands_of_a_chunk_fuse_into_their_consumer(items):
@@ -71,8 +86,10 @@ def test_bands_of_a_chunk_fuse_into_their_consumer(items):
     graph = dict(optimized.__dask_graph__())
     names = {k[0] if isinstance(k, tuple) else k for k in graph}
     assert not any(n.startswith("load-") for n in names), names
-    # the fused task per chunk, plus at most an alias key per chunk that fusing leaves behind
-    assert n_chunks <= len(graph) <= 2 * n_chunks
+    # the fused task per chunk, plus at most an alias key per chunk that fusing leaves behind, and one
+    # table of assets per band
+    assert sum(str(n).startswith("assets-") for n in names) == 3
+    assert n_chunks + 3 <= len(graph) <= 2 * n_chunks + 3
     np.testing.assert_array_equal(
         out.values, geoproc.composite(geoproc.ndvi(ds.compute()), "median", mask=geoproc.cloud_mask(ds.compute())).values
     )
@@ -188,8 +205,10 @@ def test_errors_name_the_problem(items):
         geoproc.load(items, ["red"], bbox=(18.1, 45.5, 17.9, 45.4))
     with pytest.raises(InvalidArgumentError, match="groupby"):
         geoproc.load(items, ["red"], groupby="month")
-    with pytest.raises(InvalidArgumentError, match="time axis"):
-        geoproc.load(items, ["red"], chunks={"time": 1, "x": 10})
+    with pytest.raises(InvalidArgumentError, match=r"chunks\['time'\] must be a whole number >= 1"):
+        geoproc.load(items, ["red"], chunks={"time": 0, "x": 10})
+    with pytest.raises(InvalidArgumentError, match="'time', 'y' and 'x'"):
+        geoproc.load(items, ["red"], chunks={"band": 1})
     with pytest.raises(InvalidArgumentError, match="resampling"):
         geoproc.load(items, ["red"], resampling="sharpest")
     with pytest.raises(geoproc.errors.NoItemsFoundError):

@@ -449,25 +449,26 @@ def _is_nodata(values: np.ndarray, nodata: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ChunkTask:
-    """Everything one dask task needs to fill one chunk of one band.
+    """Everything one dask task needs to fill one chunk of one band, except the assets themselves.
 
-    A task carries the specs of the assets its chunk intersects, and no
-    others: its size grows with what it reads, not with the size of the load.
+    A task refers to the assets its chunk intersects by their positions in the
+    band's table of assets, which travels once per band (a graph key every task
+    of the band depends on), not once per task: a task is a few hundred bytes
+    plus four bytes per asset it reads, whatever the hrefs and metadata weigh.
 
     Attributes
     ----------
     grid
         The chunk's sub-grid.
-    specs
-        The assets intersecting the chunk (:class:`AssetSpec` in an object
-        array), in fuse order: by time slot, then acquisition time, then item id.
     assets
-        Their positions in the band's table of assets (one per item, in fuse
-        order), as :func:`geoproc.plan` uses them.
+        Positions, in the band's table of assets (one per item, in fuse order:
+        by time slot, then acquisition time, then item id), of the assets
+        intersecting the chunk within its time steps; in fuse order.
     times
-        The time slot of each of those assets (non-decreasing).
+        The output time step of each of those assets, counted from the chunk's
+        first (non-decreasing).
     n_time
-        Length of the output's time axis.
+        Time steps of the chunk.
     dtype
         Output dtype (numpy name).
     fill
@@ -486,7 +487,6 @@ class ChunkTask:
     """
 
     grid: GridSpec
-    specs: np.ndarray
     assets: np.ndarray
     times: np.ndarray
     n_time: int
@@ -498,14 +498,14 @@ class ChunkTask:
     on_error: str = "raise"
     report_token: str | None = None
 
-    def slots(self) -> Iterator[tuple[int, Sequence[AssetSpec]]]:
-        """``(time slot, assets in fuse order)`` for each slot with at least one asset in the chunk."""
-        if not len(self.specs):
+    def slots(self, table: Sequence[AssetSpec]) -> Iterator[tuple[int, Sequence[AssetSpec]]]:
+        """``(time step, assets in fuse order)`` for each step with at least one asset in the chunk."""
+        if not len(self.assets):
             return
         starts = np.flatnonzero(np.diff(self.times, prepend=-1))
         ends = np.append(starts[1:], len(self.times))
         for a, b in zip(starts, ends):
-            yield int(self.times[a]), self.specs[a:b]
+            yield int(self.times[a]), [table[i] for i in self.assets[a:b]]
 
 
 #: Reads of one chunk task in flight at once, by default (``load(..., read_concurrency=)``).
@@ -582,8 +582,11 @@ class _Prefetch:
         self._next = len(self._jobs)
 
 
-def read_chunk(task: ChunkTask, reader: Reader, concurrency: int = DEFAULT_READ_CONCURRENCY) -> np.ndarray:
+def read_chunk(task: ChunkTask, table: Sequence[AssetSpec], reader: Reader,
+               concurrency: int = DEFAULT_READ_CONCURRENCY) -> np.ndarray:
     """Fill one ``(time, y, x)`` chunk: read each slot's assets, fuse by first valid pixel.
+
+    ``table`` is the band's table of assets, which ``task.assets`` index.
 
     Within a time slot the assets are tried in the order given; each output pixel
     takes the value of the first asset that has a valid (not nodata) pixel there.
@@ -601,7 +604,7 @@ def read_chunk(task: ChunkTask, reader: Reader, concurrency: int = DEFAULT_READ_
     h, w = task.grid.shape
     out = np.full((task.n_time, h, w), task.fill, dtype=task.dtype)
     filled = np.zeros(h * w, dtype=bool)
-    jobs = [(t, asset) for t, assets in task.slots() for asset in assets]
+    jobs = [(t, asset) for t, assets in task.slots(table) for asset in assets]
     if concurrency > 1 and len(jobs) > 1:
         results = _Prefetch(jobs, task, reader, concurrency)
     else:

@@ -30,10 +30,8 @@ def spec(i: int, value: int = 0) -> AssetSpec:
 
 
 def task(specs: list[AssetSpec], times: list[int], on_error: str = "raise", token: str | None = None) -> ChunkTask:
-    arr = np.empty(len(specs), dtype=object)
-    arr[:] = specs
     return ChunkTask(
-        grid=GRID, specs=arr, assets=np.arange(len(specs)), times=np.asarray(times), n_time=max(times) + 1,
+        grid=GRID, assets=np.arange(len(specs)), times=np.asarray(times), n_time=max(times) + 1,
         dtype="uint16", fill=0, decode=False, resampling="nearest", on_error=on_error, report_token=token,
     )
 
@@ -75,19 +73,19 @@ def test_reads_of_a_task_overlap_in_time():
     n, delay = 8, 0.2
     specs = [spec(i) for i in range(n)]
     reader = FakeReader(delay=delay)
-    out = read_chunk(task(specs, list(range(n))), reader, concurrency=8)
+    out = read_chunk(task(specs, list(range(n))), specs, reader, concurrency=8)
     # all n reads were in flight at once (counted by the reader, not timed: the machine may be busy)
     assert reader.active[1] == n
     np.testing.assert_array_equal(out[:, 0, 0], np.arange(1, n + 1))
     # one at a time, as before
     reader = FakeReader(delay=0.05)
-    read_chunk(task(specs, list(range(n))), reader, concurrency=1)
+    read_chunk(task(specs, list(range(n))), specs, reader, concurrency=1)
     assert reader.active[1] == 1
 
 
 def test_concurrency_is_bounded():
     reader = FakeReader(delay=0.02)
-    read_chunk(task([spec(i) for i in range(20)], list(range(20))), reader, concurrency=3)
+    read_chunk(task([spec(i) for i in range(20)], list(range(20))), [spec(i) for i in range(20)], reader, concurrency=3)
     assert reader.active[1] == 3 and sorted(reader.log) == sorted(f"item{i}" for i in range(20))
 
 
@@ -103,8 +101,8 @@ def test_overlapping_assets_fuse_in_order_whatever_finishes_first(concurrency):
 
     specs = [spec(i) for i in range(6)]
     times = [0, 0, 0, 1, 1, 1]
-    got = read_chunk(task(specs, times), Reversed(period=2), concurrency=concurrency)
-    want = read_chunk(task(specs, times), FakeReader(period=2), concurrency=1)
+    got = read_chunk(task(specs, times), specs, Reversed(period=2), concurrency=concurrency)
+    want = read_chunk(task(specs, times), specs, FakeReader(period=2), concurrency=1)
     np.testing.assert_array_equal(got, want)
     rows, cols = np.indices(GRID.shape)
     even = (rows + cols) % 2 == 0
@@ -119,7 +117,7 @@ def test_a_full_slot_stops_reading_and_ignores_later_failures():
     broken = frozenset({specs[1].href, specs[2].href})
     for concurrency in (1, 4):
         reader = FakeReader(delay=0.01, broken=broken)
-        out = read_chunk(task(specs, [0, 0, 0, 1]), reader, concurrency=concurrency)
+        out = read_chunk(task(specs, [0, 0, 0, 1]), specs, reader, concurrency=concurrency)
         assert (out[0] == 1).all() and (out[1] == 4).all()
         if concurrency == 1:
             assert reader.log == ["item0", "item3"]
@@ -129,13 +127,13 @@ def test_fill_mode_reports_a_failing_asset_once_and_raise_mode_raises_it():
     specs = [spec(0, 9), spec(1), spec(2)]
     reader = FakeReader(delay=0.01, period=3, broken=frozenset({specs[0].href}))
     token = "test-read-concurrency"
-    filled = read_chunk(task(specs, [0, 0, 1], on_error="fill", token=token), reader, concurrency=8)
-    want = read_chunk(task(specs, [0, 0, 1], on_error="fill", token=token + "-seq"), reader, concurrency=1)
+    filled = read_chunk(task(specs, [0, 0, 1], on_error="fill", token=token), specs, reader, concurrency=8)
+    want = read_chunk(task(specs, [0, 0, 1], on_error="fill", token=token + "-seq"), specs, reader, concurrency=1)
     np.testing.assert_array_equal(filled, want)
     failures = LoadReport(token).failures()
     assert [(f["item_id"], f["asset"]) for f in failures] == [("item0", "B04")]
     with pytest.raises(AssetReadError, match="item0"):
-        read_chunk(task(specs, [0, 0, 1]), reader, concurrency=8)
+        read_chunk(task(specs, [0, 0, 1]), specs, reader, concurrency=8)
 
 
 def test_load_results_do_not_depend_on_concurrency(archive):
