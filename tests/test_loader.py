@@ -213,3 +213,27 @@ def test_errors_name_the_problem(items):
         geoproc.load(items, ["red"], resampling="sharpest")
     with pytest.raises(geoproc.errors.NoItemsFoundError):
         geoproc.load([], ["red"])
+
+
+@pytest.mark.parametrize("time_chunk", [1, 2])
+def test_time_chunks_load_the_same_pixels_and_each_task_reads_only_its_dates(items, time_chunk):
+    """Per-date chunks (a cube written date by date) hold what the whole-series load holds; a task reads
+    only the assets of its own time steps, so its memory does not grow with the number of dates."""
+    whole = geoproc.load(items, ["red", "scl"], resolution=20, chunks=64)
+    split = geoproc.load(items, ["red", "scl"], resolution=20, chunks={"time": time_chunk, "y": 64, "x": 64})
+    n = whole.sizes["time"]
+    assert split.red.data.chunks[0] == tuple(min(time_chunk, n - t) for t in range(0, n, time_chunk))
+    for band in ("red", "scl"):
+        np.testing.assert_array_equal(split[band].values, whole[band].values)
+    graph = dict(split.red.data.__dask_graph__())
+    table = next(v.value for k, v in graph.items() if str(k).startswith("assets-"))
+    tasks = [arg.value for task in graph.values() if hasattr(task, "args") for arg in task.args
+             if isinstance(getattr(arg, "value", None), ChunkTask)]
+    assert tasks and all(t.n_time <= time_chunk for t in tasks)
+    for task in tasks:
+        assert all(0 <= step < task.n_time and specs for step, specs in task.slots(table))
+    # a task of one time step reads fewer assets than a task over the whole series
+    full = geoproc.load(items, ["red"], resolution=20, chunks=64)
+    full_tasks = [arg.value for task in dict(full.red.data.__dask_graph__()).values() if hasattr(task, "args")
+                  for arg in task.args if isinstance(getattr(arg, "value", None), ChunkTask)]
+    assert max(len(t.assets) for t in tasks) < max(len(t.assets) for t in full_tasks)
