@@ -419,8 +419,11 @@ def _open_gateway(spec: ClusterSpec):
                 except (TypeError, ValueError) as exc:
                     raise InvalidArgumentError(f"Gateway cluster option {key}={value!r} refused: {_first_line(exc)}") from None
             cluster = gateway.new_cluster(options, shutdown_on_close=spec.shutdown is not False)
+    except GeoprocError:
+        close_gateway(gateway)
+        raise
     except aiohttp.ClientResponseError as exc:
-        gateway.close()
+        close_gateway(gateway)
         if exc.status in (401, 403):
             who = f" of user {user!r}" if user else ""
             raise GeoprocError(
@@ -429,15 +432,16 @@ def _open_gateway(spec: ClusterSpec):
             ) from None
         raise GeoprocError(f"the Dask Gateway at {spec.address} answered HTTP {exc.status} ({exc.message}); check its address") from None
     except (aiohttp.ClientConnectionError, OSError, TimeoutError) as exc:
-        gateway.close()
+        close_gateway(gateway)
         raise GeoprocError(f"cannot reach the Dask Gateway at {spec.address}: {_first_line(exc)}; check the address") from None
     except ValueError as exc:  # 404: no such cluster
-        gateway.close()
+        close_gateway(gateway)
         raise GeoprocError(f"the Dask Gateway at {spec.address} has no cluster {spec.name!r}: {_first_line(exc)}") from None
     except BaseException:
-        gateway.close()
+        close_gateway(gateway)
         raise
-    cluster._geoproc_gateway = gateway  # closed with the cluster
+    # the cluster has a Gateway client of its own on this one's event loop: this one closes last
+    cluster._geoproc_gateway = gateway
     try:
         _scale(cluster, spec)
         return cluster, cluster.get_client()
@@ -511,12 +515,30 @@ def _scale(cluster, spec: ClusterSpec) -> None:
 
 def _close_cluster(cluster, spec: ClusterSpec) -> None:
     """Close the cluster object; each kind shuts down on close exactly what its ``shutdown_on_close`` says."""
-    gateway = getattr(cluster, "_geoproc_gateway", None)
     try:
-        cluster.close()
+        cluster.close()  # a GatewayCluster closes its Gateway client too ...
     finally:
-        if gateway is not None:
+        if type(cluster).__name__ == "GatewayCluster":
+            close_gateway(cluster.gateway)  # ... but would close it again when collected
+            owner = getattr(cluster, "_geoproc_gateway", None)
+            if owner is not None:
+                close_gateway(owner)
+
+
+def close_gateway(gateway) -> None:
+    """Close a ``dask_gateway.Gateway`` client once.
+
+    Its ``__del__`` closes it again, which fails once distributed's loop runner has stopped
+    ("Accessing the loop property while the loop is not running"); dropping the runner after the
+    first close makes that second close a no-op.
+    """
+    try:
+        if "_loop_runner" in vars(gateway):
             gateway.close()
+    except RuntimeError:
+        pass  # already closed through its cluster
+    finally:
+        vars(gateway).pop("_loop_runner", None)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,0 +1,111 @@
+"""A geoproc job through a real, password-protected Dask Gateway (TLS between client and scheduler)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+import geoproc
+from geoproc.cli import main
+from geoproc.run.cluster import close_gateway
+from geoproc.workflow import JobSpec, run_job
+
+from .conftest import job_dict
+
+pytest.importorskip("dask_gateway", reason="dask-gateway (the client) is not installed: pip install 'geoproc[gateway]'")
+
+
+def _workers(client) -> int:
+    return len(client.scheduler_info(n_workers=-1)["workers"])
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_a_wrong_password_is_one_line_and_no_credential_is_logged(gateway, archive, tmp_path, monkeypatch, capsys):
+    wrong = "wrong-" + gateway.password[::-1]
+    monkeypatch.setenv("GEOPROC_GATEWAY_USER", "geoproc-test")
+    monkeypatch.setenv("GEOPROC_GATEWAY_PASSWORD", wrong)
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(job_dict(archive, tmp_path / "out.zarr", cluster=f"gateway:{gateway.address}?auth=basic")))
+    assert main(["run", str(job), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0] == (
+        f"geoproc: error: the Dask Gateway at {gateway.address} refused the credentials of user 'geoproc-test' "
+        "(HTTP 401); set GEOPROC_GATEWAY_USER / GEOPROC_GATEWAY_PASSWORD (auth=basic) or the dask config's gateway.auth"
+    )
+    assert wrong not in err and gateway.password not in err
+    logs = gateway.logs()
+    print(logs[-3000:])
+    assert wrong not in logs and gateway.password not in logs
+
+
+def test_a_job_through_the_gateway_scales_1_3_1_and_equals_a_local_run(gateway, archive, tmp_path, monkeypatch):
+    """run_job on a Gateway cluster of 1 worker; while it computes, the cluster is scaled to 3 workers and back
+    to 1 (through the Gateway's API, as an operator or adaptive scaling would). The output equals a LocalCluster
+    run's bit for bit, and no credential appears in the server's, scheduler's or workers' logs."""
+    from dask_gateway import BasicAuth, Gateway
+
+    monkeypatch.setenv("GEOPROC_GATEWAY_USER", "geoproc-test")
+    monkeypatch.setenv("GEOPROC_GATEWAY_PASSWORD", gateway.password)
+    local = run_job(JobSpec.from_dict(job_dict(archive, tmp_path / "local.zarr")), cluster="local", n_workers=1,
+                    progress=False, log=lambda line: None)
+
+    lines: list[str] = []
+    results, failures = [], []
+    spec = JobSpec.from_dict(job_dict(archive, tmp_path / "gateway.zarr", cluster=f"gateway:{gateway.address}?auth=basic&workers=1"))
+
+    def run():
+        try:
+            results.append(run_job(spec, progress=False, log=lines.append))
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    seen = []
+    operator = Gateway(gateway.address, auth=BasicAuth("geoproc-test", gateway.password))
+    try:
+        _wait(lambda: any(line.startswith("computing") for line in lines) or failures, 60, "the job to start computing")
+        assert not failures, failures
+        (report,) = operator.list_clusters()
+        cluster = operator.connect(report.name)
+        client = cluster.get_client(set_as_default=False)
+        try:
+            seen.append((_workers(client), thread.is_alive()))
+            operator.scale_cluster(report.name, 3)
+            seen.append((_wait(lambda: _workers(client) == 3 and 3, 60, "3 workers"), thread.is_alive()))
+            operator.scale_cluster(report.name, 1)
+            seen.append((_wait(lambda: _workers(client) == 1 and 1, 60, "1 worker"), thread.is_alive()))
+            logs = gateway.logs()  # the cluster's logs are deleted with it
+        finally:
+            client.close()
+            cluster.close()
+            close_gateway(cluster.gateway)
+    finally:
+        close_gateway(operator)
+    thread.join(120)
+    assert not failures, failures
+    assert seen == [(1, True), (3, True), (1, True)], f"worker counts (and whether the job still ran): {seen}"
+    assert "pre-flight: 1 workers ready" in lines
+    assert "Start worker" in logs and "Scheduler at:" in logs  # the logs read are the cluster's
+    assert gateway.password not in logs
+
+    ours = geoproc.open_result(tmp_path / "gateway.zarr")["ndvi_median"].values
+    theirs = geoproc.open_result(tmp_path / "local.zarr")["ndvi_median"].values
+    assert np.isfinite(theirs).any()
+    np.testing.assert_array_equal(ours, theirs)
+    print(f"\njob seconds: LocalCluster (1 worker) {local.seconds:.1f}, Dask Gateway (1 -> 3 -> 1 workers) {results[0].seconds:.1f}")
