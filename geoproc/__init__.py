@@ -30,6 +30,7 @@ from .grid import GridSpec  # noqa: E402
 from .indices import index, ndvi, register_index, spectral_indices  # noqa: E402
 from .io.stac import search  # noqa: E402
 from .io.cog import to_cog  # noqa: E402
+from .explore import explore  # noqa: E402
 from .io.zarr import open_result, to_zarr  # noqa: E402
 from .loader import load, read_report  # noqa: E402
 from .masking import cloud_mask  # noqa: E402
@@ -78,8 +79,9 @@ __all__ = [
     "bfast_monitor",
     "ccdc_breaks",
     "to_zarr",
-    "open_result",
     "to_cog",
+    "explore",
+    "open_result",
     "GridSpec",
     "GeoprocError",
     "__version__",

@@ -18,6 +18,7 @@ from .edges import canny, sobel
 from .enhance import adjust_gamma, clahe, equalize_hist, percentiles, rgb, stretch
 from .filters import bilateral_filter, gaussian_filter, lee_filter, median_filter
 from .indices import index, ndvi, spectral_indices
+from .explore import explore
 from .io.cog import to_cog
 from .io.zarr import to_zarr
 from .loader import read_report
@@ -62,8 +63,9 @@ ALIASES = {
     "bfast_monitor": bfast_monitor,
     "ccdc_breaks": ccdc_breaks,
     "to_zarr": to_zarr,
-    "read_report": read_report,
     "to_cog": to_cog,
+    "explore": explore,
+    "read_report": read_report,
 }
 
 
