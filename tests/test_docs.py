@@ -3,7 +3,8 @@
 The site is built once per session (the ``docs_site`` fixture, tests/docs_site.py): Sphinx with ``-W``, so a
 broken reference, a docstring that is not valid reStructuredText or a failing notebook cell fails here, as it
 would fail CI. The browser checks open the built pages in headless Chromium (tests/browser.py); their PNGs stay
-in the build folder (``<basetemp>/docs0/screenshots/``).
+in the build folder (``<basetemp>/docs0/screenshots/``), or go where ``GEOPROC_SCREENSHOTS`` points
+(``GEOPROC_SCREENSHOTS=docs/_screenshots``, which git ignores, to look at them).
 """
 
 from __future__ import annotations
@@ -135,8 +136,12 @@ def browser():
         pytest.skip(str(exc))
 
 
+def _screenshot_path(site, name: str) -> Path:
+    return Path(os.environ.get("GEOPROC_SCREENSHOTS") or site.root / "screenshots") / name
+
+
 def test_home_page_renders_without_console_errors(site, browser):
-    png = site.root / "screenshots" / "home.png"
+    png = _screenshot_path(site, "home.png")
     page = screenshot(site.html / "index.html", png, width=1280, height=900, evaluate={
         "nav": "Array.from(document.querySelectorAll('.navbar-nav a')).map(a => a.textContent.trim())",
         "stylesheets": "document.styleSheets.length",
@@ -159,7 +164,7 @@ def test_notebook_page_shows_its_figures(site, browser):
     # the reference: the width of each PNG the notebook drew, read from the notebook itself
     widths = [struct.unpack(">I", base64.b64decode(f)[16:20])[0] for f in figures]
 
-    png = site.root / "screenshots" / "notebook-quickstart.png"
+    png = _screenshot_path(site, "notebook-quickstart.png")
     page = screenshot(site.html / "notebooks" / "quickstart.html", png, width=1280, height=900,
                       scroll_to=".cell_output img",
                       wait_for="Array.from(document.querySelectorAll('.cell_output img')).every(i => i.complete)",
