@@ -23,6 +23,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -276,8 +277,8 @@ def screenshot(page: str | os.PathLike, png_path: str | os.PathLike, *, width: i
             os.close(from_browser_r)
             try:
                 process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            except subprocess.TimeoutExpired:  # its own process group (start_new_session): the browser's alone
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
     report.errors = [e for e in report.errors if not any(re.search(p, e) for p in ignore)]
     return report

@@ -136,6 +136,26 @@ def browser():
         pytest.skip(str(exc))
 
 
+def test_the_browser_reports_what_goes_wrong(tmp_path, browser):
+    """The checks below rely on ``errors`` being empty: it must not be empty when a page does fail."""
+    page = tmp_path / "broken.html"
+    page.write_text('<html><body><h1>x</h1><img src="missing.png">'
+                    '<script>console.error("drawn wrong", 3); console.log("fine"); undefinedFunction();</script>'
+                    '</body></html>')
+    report = screenshot(page, tmp_path / "broken.png", width=400, height=300,
+                        evaluate={"h1": "document.body.innerHTML"})
+    assert len(report.errors) == 3, report.errors
+    assert any("console.error: drawn wrong 3" == e for e in report.errors)
+    assert any("ReferenceError: undefinedFunction is not defined" in e for e in report.errors)
+    assert any("ERR_FILE_NOT_FOUND" in e and e.endswith("missing.png") for e in report.errors)
+    assert "log: fine" in report.messages and "<h1>x</h1>" in report.values["h1"]
+    assert _png_size(tmp_path / "broken.png") == (400, 300)
+    # an expected failure can be left out by pattern, and a clean page reports nothing
+    assert len(screenshot(page, tmp_path / "b.png", ignore=("missing\\.png", "drawn wrong")).errors) == 1
+    (tmp_path / "clean.html").write_text("<html><body><p>ok</p></body></html>")
+    assert screenshot(tmp_path / "clean.html", tmp_path / "clean.png").errors == []
+
+
 def _screenshot_path(site, name: str) -> Path:
     return Path(os.environ.get("GEOPROC_SCREENSHOTS") or site.root / "screenshots") / name
 
