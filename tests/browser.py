@@ -186,7 +186,8 @@ def screenshot(page: str | os.PathLike, png_path: str | os.PathLike, *, width: i
     wait_for : str, optional
         A JavaScript expression polled until it is truthy (``timeout`` at most) before the capture.
     scroll_to : str, optional
-        A CSS selector: its first match is scrolled to the top of the window before the capture.
+        A CSS selector: its first match is scrolled to the middle of the window (clear of fixed headers)
+        before the capture.
     timeout : float
         Seconds for the load event and for ``wait_for``.
     settle : float
@@ -257,7 +258,7 @@ def screenshot(page: str | os.PathLike, png_path: str | os.PathLike, *, width: i
                     cdp.pump(0.1)
             if scroll_to:
                 if not js(f"(() => {{ const e = document.querySelector({json.dumps(scroll_to)}); "
-                          "if (e) e.scrollIntoView({block: 'start'}); return !!e; })()"):
+                          "if (e) e.scrollIntoView({block: 'center'}); return !!e; })()"):
                     report.errors.append(f"scroll_to: nothing matches {scroll_to!r}")
             cdp.pump(settle)
             report.values = {name: js(expression) for name, expression in (evaluate or {}).items()}
