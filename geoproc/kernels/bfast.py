@@ -144,7 +144,7 @@ def _leverage(rr, rank, cols, x, z) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def roc_history(design, y, ti, n, level, crit, w):
+def roc_history(design, y, ti, n, level, crit, w, a, qb, rr, cols, beta, x, z):
     """Offset (0-based, into ``y[:n]``) where the stable history starts, by the reverse-ordered CUSUM test.
 
     ``y[:n]`` and ``ti[:n]`` are the history observations, oldest first. Returns
@@ -153,19 +153,14 @@ def roc_history(design, y, ti, n, level, crit, w):
     constant ``b``. Recursive residuals as strucchange's ``recresid``: the fit
     on the first ``r`` reversed observations (R's pivoted QR while it is
     rank-deficient, then Givens updates of its full-rank factor) predicts
-    observation ``r + 1``; ``w = (y - x'beta) / sqrt(1 + x'(X'X)^-1 x)``.
+    observation ``r + 1``; ``w = (y - x'beta) / sqrt(1 + x'(X'X)^-1 x)``. The
+    rest are work arrays: ``w``, ``a`` (T x p), ``qb`` (T), ``rr`` (p x p),
+    ``cols`` (p, int), ``beta``, ``x``, ``z`` (p).
     """
     p = design.shape[1]
     big = n - p
     if big < 2:
         return -1
-    a = np.empty((n, p))
-    qb = np.empty(n)
-    rr = np.zeros((p, p))
-    cols = np.empty(p, dtype=np.int64)
-    beta = np.empty(p)
-    x = np.empty(p)
-    z = np.empty(p)
     rank = 0
     for r in range(p, n):  # fit on reversed rows 0..r-1, predict row r
         if rank < p:
@@ -276,6 +271,12 @@ def bfast_monitor(
     beta = np.empty(p)
     resid = np.empty(t_len)
     cum = np.empty(t_len + 1)
+    qr_a = np.empty((t_len, p))
+    qr_b = np.empty(t_len)
+    qr_r = np.empty((p, p))
+    qr_cols = np.empty(p, dtype=np.int64)
+    x = np.empty(p)
+    z = np.empty(p)
     for s0 in range(0, n_pix, _TILE):
         width = min(_TILE, n_pix - s0)
         _gather(values, invalid, use_mask, hist_start, s0, width, tile, tidx, counts)
@@ -287,7 +288,9 @@ def bfast_monitor(
                 n_all = 0
                 while n_all < m and tidx[j, n_all] < mon_start:
                     n_all += 1
-                off = roc_history(design, tile[j], tidx[j], n_all, roc_level, roc_crit, resid)
+                off = roc_history(
+                    design, tile[j], tidx[j], n_all, roc_level, roc_crit, resid, qr_a, qr_b, qr_r, qr_cols, beta, x, z
+                )
                 if off < 0:
                     out[3, px] = n_all
                     out[2, px] = REASON_FEW_HISTORY
