@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,15 +34,23 @@ output <- function(name, x) writeLines(ifelse(is.na(x), "NA", sprintf("%.17g", a
 """
 
 
+@lru_cache(maxsize=1)
+def _r_problem() -> str | None:
+    if RSCRIPT is None:
+        return "Rscript is not installed (bash scripts/install.sh test installs r-base-core)"
+    probe = subprocess.run([RSCRIPT, "-e", "library(strucchange)"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return "R's strucchange is not installed (bash scripts/install.sh test installs r-cran-strucchange)"
+    return None
+
+
 def require_r() -> None:
     """Skip (fail under CI) unless Rscript and strucchange are there."""
     from tests.helpers import missing_data
 
-    if RSCRIPT is None:
-        missing_data("Rscript is not installed (bash scripts/install.sh test installs r-base-core)")
-    probe = subprocess.run([RSCRIPT, "-e", "library(strucchange)"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        missing_data("R's strucchange is not installed (bash scripts/install.sh test installs r-cran-strucchange)")
+    problem = _r_problem()
+    if problem:
+        missing_data(problem)
 
 
 def run_r(script: str, timeout: float = 120, **arrays) -> dict[str, np.ndarray]:

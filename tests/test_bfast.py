@@ -27,7 +27,7 @@ TOL = 1e-6
 WORST = {"process": 0.0, "boundary": 0.0, "break": 0.0, "history": 0.0, "magnitude": 0.0}
 
 
-def _compare(out, r_results, years, label: str) -> dict:
+def _compare(out, r_results, years, series, label: str) -> dict:
     """Assert geoproc's result per pixel equals R's within TOL; returns counts of breaks and cut histories."""
     counts = {"breaks": 0, "cut": 0}
     for i, r in enumerate(r_results):
@@ -35,7 +35,7 @@ def _compare(out, r_results, years, label: str) -> dict:
         got_hist = float(out.history_time[i])
         WORST["history"] = max(WORST["history"], abs(got_hist - r["history"]))
         assert abs(got_hist - r["history"]) < TOL, (label, i, got_hist, r["history"])
-        counts["cut"] += got_hist > years[np.isfinite(out.values_in[:, i])][0]
+        counts["cut"] += got_hist > years[np.isfinite(series.values[:, i])][0]
         process = out.mosum.values[:, i]
         keep = np.isfinite(process)
         np.testing.assert_allclose(years[keep], r["time"], rtol=0, atol=TOL)
@@ -62,7 +62,6 @@ def _run(series: xr.DataArray, monitor_start, **kw) -> xr.Dataset:
     out = bfast_monitor(series, monitor_start, process=True, **kw)
     years = ts_time(series.time.values, kw.get("frequency"))
     out["history_time"] = xr.DataArray(_lookup_years(out.history_start.values, series.time.values, years), dims=out.n_history.dims)
-    out = out.assign(values_in=(("time", "x"), series.values))
     return out
 
 
@@ -71,7 +70,7 @@ def _lookup_years(when: np.ndarray, times: np.ndarray, years: np.ndarray) -> np.
     return np.array([years[i[0]] if i.size else np.nan for i in hit])
 
 
-def _regular(seed: int, pixels: int = 24, t_len: int = 230):
+def _regular(seed: int, pixels: int = 18, t_len: int = 230):
     """A regular ts of `t_len` 16-day steps from 2000 (frequency 23) in decimal years: season, noise, gaps; old
     disturbances in some histories (a step, a dip with regrowth), drops of several sizes in the monitoring period."""
     r = np.random.default_rng(seed)
@@ -100,10 +99,10 @@ def test_regular_ts_in_decimal_years_as_r(kw, r_kw):
     series, years = _regular(seed=3)
     out = _run(series, (2008, 1), frequency=23, **kw)
     r = bfastmonitor_r(series.values, 2008.0, start=2000.0, frequency=23, **r_kw)
-    counts = _compare(out, r, years, str(kw))
-    assert counts["breaks"] >= 8  # the larger drops are found
+    counts = _compare(out, r, years, series, str(kw))
+    assert counts["breaks"] >= 6  # the larger drops are found
     if kw.get("history", "ROC") == "ROC":
-        assert counts["cut"] >= 8  # ROC cuts the disturbed histories
+        assert counts["cut"] >= 6  # ROC cuts the disturbed histories (the first third of the pixels)
         assert out.attrs["history"] == "ROC"
 
 
@@ -126,7 +125,7 @@ def test_dates_made_regular_as_bfastts():
         out = _run(series, start, frequency=freq)
         mon = float(ts_time(np.array([start], "datetime64[D]"), freq)[0])
         res = bfastmonitor_r(y, mon, frequency=freq, days=days.astype("datetime64[D]").astype(np.int64))
-        counts = _compare(out, res, years, f"dates/{freq}")
+        counts = _compare(out, res, years, series, f"dates/{freq}")
         assert counts["breaks"] >= 4
         hit = out.detected.values == 1
         assert (out.break_date.values[hit] >= np.datetime64(start)).all()
@@ -145,10 +144,10 @@ def _eolearn(shared_data):
 
 
 def test_real_sentinel2_ndvi_as_r(shared_data):
-    """eo-learn's TestEOPatch (Slovenia, 2015-07..2017-12): 48 pixels' cloud-masked NDVI, monitored from 2017."""
+    """eo-learn's TestEOPatch (Slovenia, 2015-07..2017-12): 32 pixels' cloud-masked NDVI, monitored from 2017."""
     days, ndvi, clouds = _eolearn(shared_data)
     r = np.random.default_rng(0)
-    iy, ix = r.integers(0, ndvi.shape[1], 48), r.integers(0, ndvi.shape[2], 48)
+    iy, ix = r.integers(0, ndvi.shape[1], 32), r.integers(0, ndvi.shape[2], 32)
     y = np.where(clouds[:, iy, ix], np.nan, ndvi[:, iy, ix])
     series = xr.DataArray(y, dims=("time", "x"), coords={"time": days.astype("datetime64[ns]")})
     out = _run(series, "2017-01-01", frequency=365)
@@ -156,8 +155,8 @@ def test_real_sentinel2_ndvi_as_r(shared_data):
     years = ts_time(days, 365)
     res = bfastmonitor_r(y, float(ts_time(np.array(["2017-01-01"], "datetime64[D]"), 365)[0]), frequency=365,
                          days=days.astype(np.int64))
-    counts = _compare(out, res, years, "eo-learn NDVI")
-    print(f"\nreal S2 NDVI, 48 pixels: {counts['breaks']} breaks, {counts['cut']} histories cut by ROC")
+    counts = _compare(out, res, years, series, "eo-learn NDVI")
+    print(f"\nreal S2 NDVI, 32 pixels: {counts['breaks']} breaks, {counts['cut']} histories cut by ROC")
 
 
 def test_harvest_like_modis_series():
@@ -168,7 +167,7 @@ def test_harvest_like_modis_series():
     years = ts_time(days, 23)
     harvest = np.datetime64("2008-07-11")
     r = np.random.default_rng(0)
-    pixels = 16
+    pixels = 12
     y = 0.8 + 0.06 * np.cos(2 * np.pi * (years[:, None] - 0.1)) + r.normal(0, 0.025, (len(days), pixels))
     y[years < 2002.0] -= 0.2
     y[days >= harvest] -= 0.4
@@ -178,7 +177,7 @@ def test_harvest_like_modis_series():
     for history in ("all", "ROC"):
         out = _run(series, (2007, 1), frequency=23, history=history)
         res = bfastmonitor_r(y, 2007.0, frequency=23, days=days.astype("datetime64[D]").astype(np.int64), history=history)
-        _compare(out, res, years, f"harvest/{history}")
+        _compare(out, res, years, series, f"harvest/{history}")
         lead[history] = (harvest - out.break_date.values) / np.timedelta64(1, "D")
         if history == "ROC":
             assert (out.history_time.values > 2001.0).all()  # ROC cut (most of) the two thinned years off
