@@ -241,6 +241,20 @@ class _Destination:
             text = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, self.opts)
             raise OutputError(f"cannot upload {key} to {self.loc.url}: {text[:300]}; rerun the write") from None
 
+    def remove_tiles(self) -> None:
+        """Delete the tiles (and their Items) of an earlier tiled write in this folder (``overwrite``)."""
+        import obstore
+
+        folder = self.loc.path.rsplit("/", 1)[0]
+        if self.loc.is_local:
+            for name in os.listdir(folder) if os.path.isdir(folder) else ():
+                if name.startswith("tile-r") and name.endswith((".tif", ".json")):
+                    os.remove(os.path.join(folder, name))
+            return
+        store = self._store(folder)
+        for page in obstore.list(store, "tile-r"):
+            obstore.delete(store, [e["path"] for e in page if e["path"].endswith((".tif", ".json"))])
+
     def put_json(self, doc: dict, key: str, workdir: str) -> None:
         local = os.path.join(workdir, os.path.basename(key) + ".tmp")
         with open(local, "w") as fh:
@@ -432,8 +446,10 @@ def _write_tiles(arr, loc: Location, opts, tile_size: int, overwrite: bool, prov
     folder = _Destination(Location(loc.url.rstrip("/") + "/mosaic.vrt", loc.scheme, loc.path + "/mosaic.vrt",
                                    loc.bucket), opts)
     folder.check_writable()
-    if folder.exists("collection.json") and not overwrite:
-        raise OutputError(f"output {loc.url} already holds tiles; pass overwrite=True to replace them, or choose another URL")
+    if folder.exists("collection.json"):
+        if not overwrite:
+            raise OutputError(f"output {loc.url} already holds tiles; pass overwrite=True to replace them, or choose another URL")
+        folder.remove_tiles()  # another tile_size would leave tiles the new VRT and Collection do not list
     workdir = _staging_dir(folder)
     tiles, items = [], []
     try:

@@ -129,6 +129,14 @@ def test_tiles_with_vrt_and_stac_collection(tmp_path):
     assert coll.extent.temporal.intervals[0][0].isoformat().startswith("2024-05-02T10:00:00")
     west, south, east, north = coll.extent.spatial.bboxes[0]
     assert all(west <= i.bbox[0] and i.bbox[2] <= east and south <= i.bbox[1] and i.bbox[3] <= north for i in items)
+    # rewritten with larger tiles: no tile of the first write is left behind
+    with pytest.raises(OutputError, match="already holds tiles"):
+        geoproc.to_cog(arr, tmp_path / "mosaic", tile_size=512)
+    geoproc.to_cog(arr, tmp_path / "mosaic", tile_size=1024, overwrite=True)
+    assert sorted(f for f in os.listdir(tmp_path / "mosaic") if f.endswith(".tif")) == [
+        "tile-r000-c000.tif", "tile-r000-c001.tif", "tile-r001-c000.tif", "tile-r001-c001.tif"]
+    with rasterio.open(vrt) as src:
+        np.testing.assert_array_equal(src.read(1), arr.values)
 
 
 def test_s3(s3_server, monkeypatch):
