@@ -333,7 +333,9 @@ def bfast_monitor(
         Significance level and horizon (bfastmonitor's ``level``, ``end``)
         selecting lambda in strucchange's table (:func:`mosum_critical_value`).
     roc_alpha
-        Level of the ROC test (default ``alpha``, as bfastmonitor's ``level``).
+        Level of the ROC test (default ``alpha``, as bfastmonitor's ``level``);
+        as in bfast, the history then starts after the crossing of the 5 %
+        boundary (``boundary(efp)`` at its default level) whatever this level.
     critical_value
         lambda itself, overriding ``alpha`` and ``period``.
     mask
@@ -399,7 +401,8 @@ def bfast_monitor(
     p = len(names)
     min_obs = p + 1 if min_obs is None else max(int(min_obs), p + 1)
     rows = _k.ROWS + (2 * len(years) if process else 0)
-    args = (design, hist, mon, float(h), crit, min_obs, bool(process), roc, roc_alpha, rec_cusum_boundary(roc_alpha))
+    # as bfast's history_roc: the test at roc_alpha, the crossing against strucchange's default 5 % boundary
+    args = (design, hist, mon, float(h), crit, min_obs, bool(process), roc, roc_alpha, rec_cusum_boundary(0.05))
     res = timeseries_array(_k.bfast_monitor, ordered.data, invalid, args, rows, dec, dtype=np.float64)
     out = _dataset(res, ordered, times, years, dim)
     if process:

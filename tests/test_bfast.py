@@ -90,10 +90,11 @@ def _regular(seed: int, pixels: int = 18, t_len: int = 230):
     [
         ({}, {}),  # bfastmonitor's defaults: ROC, order 3 with trend, h 0.25, level 0.05, end 10
         ({"history": "all", "h": 0.5, "alpha": 0.01, "harmonics": 2}, {"history": "all", "h": 0.5, "level": 0.01, "order": 2}),
+        ({"alpha": 0.01, "h": 0.5}, {"level": 0.01, "h": 0.5}),  # ROC tested at 1 %, crossing the 5 % boundary (bfast)
         ({"history": 2003.0, "trend": False, "harmonics": 1, "h": 1.0, "period": 4},
          {"history": 2003.0, "trend": False, "order": 1, "h": 1.0, "end": 4}),
     ],
-    ids=["defaults", "all-h0.5-level0.01", "fixed-start-no-trend"],
+    ids=["defaults", "all-h0.5-level0.01", "roc-level0.01", "fixed-start-no-trend"],
 )
 def test_regular_ts_in_decimal_years_as_r(kw, r_kw):
     series, years = _regular(seed=3)
