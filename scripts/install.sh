@@ -37,6 +37,14 @@ case "$what" in
         # geozarr-toolkit validates the stores' GeoZarr conventions in the tests; it declares Python >= 3.12 but
         # runs on 3.11 (Debian 12's python3, tested), so it is installed without that check
         .venv/bin/python -m pip install -q --disable-pip-version-check --ignore-requires-python "geozarr-toolkit==0.1.2"
+        # lcmap-pyccd, the reference CCDC is compared with (tests/pyccd_reference.py, tests/test_ccdc.py), needs
+        # scipy < 1.11 (stats.mode's old shape) and numpy < 1.24 (np.bool): pinned in a venv of its own
+        pyccd="${GEOPROC_PYCCD_VENV:-/tmp/geoproc-pyccd}"
+        if [ ! -x "$pyccd/bin/python" ] || ! "$pyccd/bin/python" -c 'import ccd' 2>/dev/null; then
+            "$py" -m venv "$pyccd"
+            "$pyccd/bin/python" -m pip install -q --disable-pip-version-check "lcmap-pyccd==2021.7.19" \
+                "numpy==1.23.5" "scipy==1.10.1" "scikit-learn==1.3.2"
+        fi
         # the search tests run a real STAC API (stac-fastapi-pgstac) on a private PostgreSQL + PostGIS cluster
         missing=""
         # chromium (headless) renders the built documentation in tests/test_docs.py (tests/browser.py)
