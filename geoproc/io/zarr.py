@@ -26,21 +26,13 @@ An interrupted or failed write leaves a store whose manifest says
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-import json
 import math
 import os
-import shutil
-import tempfile
-import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
@@ -49,8 +41,10 @@ import xarray as xr
 from ..errors import InvalidArgumentError, OutputError
 from .._provenance import PROVENANCE_KEYS, collect, merge
 from .geozarr import geozarr
+from ._regions import Write, _now
+from ._target import _json_safe, _s3_error, _Target
 from .output_item import output_item
-from .storage import Location, S3Options, object_store, parse_location, redact, s3_options, zarr_store
+from .storage import zarr_store
 
 __all__ = ["to_zarr", "open_result", "output_status", "MODES"]
 
@@ -58,189 +52,6 @@ __all__ = ["to_zarr", "open_result", "output_status", "MODES"]
 MODES = {"w-": "create", "create": "create", "w": "overwrite", "overwrite": "overwrite", "r+": "resume",
          "resume": "resume", "a": "append", "append": "append"}
 
-MANIFEST_SUFFIX = ".geoproc"
-ITEM_SUFFIX = ".stac-item.json"
-_MANIFEST = "manifest.json"
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else str(float(value)).lower()
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.ndarray):
-        return [_json_safe(v) for v in value.tolist()]
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    return value
-
-
-class _Target:
-    """One output: the store, its manifest and item, and the connection to reach them."""
-
-    def __init__(self, url: str | os.PathLike, storage_options: Mapping[str, Any] | None):
-        self.loc = parse_location(url)
-        if self.loc.is_local and storage_options:
-            raise InvalidArgumentError(f"storage_options apply to s3:// URLs, not to the local path {self.loc.url}")
-        self.opts: S3Options | None = None if self.loc.is_local else s3_options(storage_options)
-        self.manifest_loc = self.loc.sibling(MANIFEST_SUFFIX)
-
-    @property
-    def url(self) -> str:
-        return self.loc.url
-
-    def error(self, what: str, exc: BaseException, advice: str) -> OutputError:
-        return OutputError(f"{what} {self.url}: {_reason(exc, self.opts)}; {advice}")
-
-    def manifest_store(self):
-        return object_store(self.manifest_loc, self.opts)
-
-    def read_manifest(self) -> dict | None:
-        import obstore
-
-        if self.loc.is_local and not os.path.isdir(self.manifest_loc.path):
-            return None
-        try:
-            return json.loads(bytes(obstore.get(self.manifest_store(), _MANIFEST).bytes()))
-        except FileNotFoundError:
-            return None
-
-    def write_manifest(self, manifest: dict) -> None:
-        import obstore
-
-        obstore.put(self.manifest_store(), _MANIFEST, json.dumps(manifest, indent=1).encode())
-
-    def done_regions(self, write: int | None = None) -> set[str]:
-        """The regions recorded as written (their markers): by write number ``write``, or by any write."""
-        import obstore
-
-        folder = "done" if write is None else f"done/{write}"
-        if self.loc.is_local and not os.path.isdir(os.path.join(self.manifest_loc.path, folder)):
-            return set()
-        found = set()
-        for page in obstore.list(self.manifest_store(), folder + "/"):
-            # done/<write>/<variable>/<region>: the region's key is what follows the write number
-            found.update(entry["path"].split("/", 2)[2] for entry in page)
-        return found
-
-    def store_exists(self) -> bool:
-        """True if a Zarr store is at the URL; raises if something else is."""
-        import obstore
-
-        if self.loc.is_local:
-            path = self.loc.path
-            if not os.path.exists(path):
-                return False
-            if os.path.isdir(path) and any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zgroup")):
-                return True
-            if os.path.isdir(path) and not os.listdir(path):
-                return False
-            raise OutputError(
-                f"output {self.url} exists and is not a Zarr store; geoproc only replaces Zarr stores. "
-                "Remove it yourself or choose another path"
-            )
-        store = object_store(self.loc, self.opts)
-        try:
-            obstore.head(store, "zarr.json")
-            return True
-        except FileNotFoundError:
-            pass
-        if next(iter(obstore.list(store, chunk_size=1)), []):
-            raise OutputError(
-                f"output {self.url} holds objects but no Zarr store; geoproc only replaces Zarr stores. "
-                "Remove them yourself or choose another prefix"
-            )
-        return False
-
-    def check_writable(self) -> None:
-        """Fail now, with the reason, if the location cannot be written."""
-        import obstore
-
-        if self.loc.is_local:
-            parent = os.path.dirname(os.path.abspath(self.loc.path)) or "."
-            try:
-                os.makedirs(parent, exist_ok=True)
-                with tempfile.NamedTemporaryFile(dir=parent, prefix=".geoproc-probe-"):
-                    pass
-            except OSError as exc:
-                raise OutputError(
-                    f"cannot write output {self.url}: {exc.strerror or exc}; choose a writable directory (CLI: --output PATH)"
-                ) from None
-            return
-        probe = f"probe-{os.getpid()}"
-        try:
-            store = self.manifest_store()
-            obstore.put(store, probe, b"")
-            obstore.delete(store, probe)
-        except Exception as exc:
-            raise _s3_error(self, exc) from None
-
-    def delete_all(self) -> None:
-        """Remove the store, its manifest and its item (``overwrite``)."""
-        import obstore
-
-        if self.loc.is_local:
-            for path in (self.loc.path, self.manifest_loc.path):
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-            item = self.loc.path + ITEM_SUFFIX
-            if os.path.exists(item):
-                os.remove(item)
-            return
-        for loc in (self.loc, self.manifest_loc):
-            store = object_store(loc, self.opts)
-            for page in obstore.list(store, chunk_size=1000):
-                obstore.delete(store, [entry["path"] for entry in page])
-        parent = object_store(self.loc, self.opts, prefix=self.loc.path.rsplit("/", 1)[0] if "/" in self.loc.path else "")
-        try:
-            obstore.delete(parent, self.loc.name + ITEM_SUFFIX)
-        except FileNotFoundError:
-            pass
-
-    def put_item(self, item: dict) -> None:
-        import obstore
-
-        body = json.dumps(item, indent=1).encode()
-        if self.loc.is_local:
-            tmp = f"{self.loc.path}{ITEM_SUFFIX}.tmp-{os.getpid()}"
-            with open(tmp, "wb") as fh:
-                fh.write(body)
-            os.replace(tmp, self.loc.path + ITEM_SUFFIX)
-            return
-        parent = self.loc.path.rsplit("/", 1)[0] if "/" in self.loc.path else ""
-        obstore.put(object_store(self.loc, self.opts, prefix=parent), self.loc.name + ITEM_SUFFIX, body)
-
-
-def _reason(exc: BaseException, opts: S3Options | None) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    for marker in ("<Code>", "<Message>"):
-        full = str(exc)
-        if marker in full:
-            text = text.split(":")[0] + ": " + full.split(marker, 1)[1].split("<", 1)[0]
-            break
-    return redact(text[:300], opts)
-
-
-def _s3_error(target: _Target, exc: BaseException) -> OutputError:
-    text = str(exc)
-    name = type(exc).__name__
-    endpoint = (target.opts.endpoint_url if target.opts else None) or "AWS S3"
-    if "NoSuchBucket" in text:
-        return OutputError(f"bucket {target.loc.bucket!r} of output {target.url} does not exist; create it or check the URL")
-    if name in ("PermissionDeniedError", "UnauthenticatedError") or "403" in text or "AccessDenied" in text:
-        return OutputError(
-            f"the object store at {endpoint} refused the credentials for {target.url} "
-            f"({_reason(exc, target.opts)}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the profile, "
-            "or storage_options"
-        )
-    if any(w in text.lower() for w in ("connect", "timed out", "timeout", "dns", "refused")):
-        return OutputError(
-            f"cannot reach the object store at {endpoint} for {target.url} ({_reason(exc, target.opts)}); "
-            "check the endpoint and that the store is running"
-        )
-    return target.error("cannot write output", exc, "check the URL, the credentials and the endpoint")
 
 
 def _as_dataset(data: xr.DataArray | xr.Dataset, attrs: Mapping[str, Any] | None) -> xr.Dataset:
@@ -376,105 +187,6 @@ def _open_existing(target: _Target) -> xr.Dataset:
         return xr.open_zarr(zarr_store(target.loc, target.opts), consolidated=False)
 
 
-def _region_key(name: str, starts: Sequence[int], sizes: Sequence[int]) -> str:
-    """``<variable>/<start>+<size>_...``: a marker stands for exactly that region, so a rerun chunked otherwise
-    along time never takes a larger region for written."""
-    return f"{name}/" + "_".join(f"{int(s)}+{int(n)}" for s, n in zip(starts, sizes, strict=True))
-
-
-@dataclass(frozen=True)
-class _Output:
-    """What a write task needs to reach one variable of the store and the manifest; small to pickle.
-
-    The zarr array and the marker store are opened once per worker process (:func:`_open_output`):
-    unpickling an obstore S3Store costs 3-20 ms, which every task paid when they travelled with it.
-    """
-
-    loc: Location
-    manifest_loc: Location
-    opts: S3Options | None
-    variable: str
-    token: str  # one per to_zarr call: a later write to the same URL never reuses an array opened for this one
-    write: int  # the write's number in the manifest: its markers go to done/<write>/
-
-    def open(self):
-        return _open_output(self)
-
-
-@functools.lru_cache(maxsize=16)
-def _open_output(output: _Output):
-    import zarr
-
-    array = zarr.open_array(zarr_store(output.loc, output.opts), path=output.variable, mode="r+")
-    return array, object_store(output.manifest_loc, output.opts)
-
-
-def _write_block(block: np.ndarray, store: _Output, offsets: tuple[int, ...], url: str, block_info=None) -> np.ndarray:
-    """Write one compute chunk into its Zarr region, then mark the region done (module level: pickled by reference)."""
-    import obstore
-
-    target, markers = store.open()
-    variable, opts = store.variable, store.opts
-    location = block_info[0]["array-location"]
-    starts = [a + off for (a, _), off in zip(location, offsets)]
-    region = tuple(slice(s, s + (b - a)) for s, (a, b) in zip(starts, location))
-    values = np.asarray(block).astype(target.dtype, copy=False)
-    # Writing whole chunks is idempotent, so a region is simply written again after a failure that
-    # the client's own retries gave up on (a request cut by a store that went away mid-flight),
-    # until the retry budget is spent.
-    budget = opts.retry_timeout if opts is not None else 0.0
-    deadline, pause = time.monotonic() + budget, 0.5
-    while True:
-        try:
-            target[region] = values
-            obstore.put(markers, f"done/{store.write}/" + _region_key(variable, starts, values.shape), b"")
-            break
-        except Exception as exc:
-            if _transient(exc) and time.monotonic() + pause < deadline:
-                time.sleep(pause)
-                pause = min(pause * 2, 8.0)
-                continue
-            failure = exc
-        # raised without the original as context: distributed pickles the whole chain
-        raise OutputError(
-            f"cannot write {variable!r} region {[(r.start, r.stop) for r in region]} of {url}"
-            f"{f' (retried for {budget:.0f} s)' if budget else ''}: {_reason(failure, opts)}. "
-            "The regions written so far are recorded: rerun with mode='resume' once the store is reachable"
-        )
-    return np.ones((1,) * block.ndim, dtype=bool)
-
-
-def _transient(exc: BaseException) -> bool:
-    """Worth writing again: not refused credentials, a missing bucket or a programming error."""
-    if isinstance(exc, TypeError | ValueError | IndexError | KeyError | OutputError):
-        return False
-    text = str(exc)
-    return type(exc).__name__ not in ("PermissionDeniedError", "UnauthenticatedError") and "NoSuchBucket" not in text
-
-
-def _finish(_written, target: _Target, manifest: dict, item: dict | None) -> str:
-    """Consolidate metadata, mark the manifest complete and write the STAC Item (the last task)."""
-    import zarr
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)  # consolidated metadata is a zarr-python extension
-            zarr.consolidate_metadata(zarr_store(target.loc, target.opts))
-        target.write_manifest({**manifest, "status": "complete", "completed": _now()})
-        if item is not None:
-            target.put_item(item)
-    except Exception as exc:
-        raise OutputError(
-            f"every region of {target.url} is written, but finishing the store failed: {_reason(exc, target.opts)}; "
-            "rerun with mode='resume' to finish it"
-        ) from None
-    return target.url
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def to_zarr(
     data: xr.DataArray | xr.Dataset,
     url: str | os.PathLike,
@@ -564,6 +276,28 @@ def to_zarr(
 
         geoproc.to_zarr(composite, "s3://bucket/ndvi.zarr", mode="resume")
     """
+    w = begin_write(data, url, mode=mode, attrs=attrs, storage_options=storage_options, append_dim=append_dim,
+                    compression_level=compression_level, shard_inner_chunk=shard_inner_chunk, stac_item=stac_item)
+    finish = w.delayed(w.pending())
+    if not compute:
+        return finish
+    return finish.compute()
+
+
+def begin_write(
+    data: xr.DataArray | xr.Dataset,
+    url: str | os.PathLike,
+    *,
+    mode: str = "w-",
+    attrs: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    append_dim: str = "time",
+    compression_level: int = 3,
+    shard_inner_chunk: int | None = None,
+    stac_item: bool = True,
+) -> Write:
+    """Steps 1 and 2 of :func:`to_zarr` (checks, template, manifest ``writing``): a :class:`Write` whose
+    regions are yet to run, as one graph or tile by tile (:mod:`geoproc.run.tiles`)."""
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not 1 <= int(compression_level) <= 22:
@@ -653,54 +387,14 @@ def to_zarr(
     }
     target.write_manifest(manifest)
 
-    # 3. one write task per compute chunk not yet recorded as done
-    writes = []
-    token = uuid.uuid4().hex
-    for name, var in ds.data_vars.items():
-        output = _Output(target.loc, target.manifest_loc, target.opts, name, token, write)
-        # name and meta given: dask would otherwise tokenize the arguments and call the function on an empty block
-        written = da.map_blocks(
-            _write_block, var.data, dtype=bool, chunks=tuple((1,) * n for n in var.data.numblocks),
-            meta=np.empty((0,) * var.ndim, dtype=bool), name=f"geoproc-write-{name}-{token}",
-            store=output, offsets=offsets[name], url=target.url,
-        )
-        writes.append((name, written, var.data.chunks))
-    optimized = dask.optimize(*[w for _, w, _ in writes])
-    pending, carried = [], []
-    own = target.done_regions(write) if done else set()
-    for (name, _, chunks), written in zip(writes, optimized):
-        starts = [np.cumsum((0,) + c[:-1]) for c in chunks]
-        blocks = written.to_delayed(optimize_graph=False)
-        for index in np.ndindex(blocks.shape):
-            key = _region_key(
-                name, [s[i] + off for s, i, off in zip(starts, index, offsets[name])], [c[i] for c, i in zip(chunks, index)]
-            )
-            if key not in done:
-                pending.append(blocks[index])
-            elif key not in own:  # written by an earlier write: counted as this write's too, so counts add up
-                carried.append(key)
-    if carried:
-        _mark(target, write, carried)
+    # 3. the regions, each one task, of which those not yet recorded as done are pending
     item = None
     if stac_item:  # after an append, the item describes the whole store, earlier dates included
         described = _open_existing(target) if how == "append" else ds
         item = output_item(described, target.url, target.loc.name)
-    finish = dask.delayed(_finish, pure=False)(pending, target, manifest, item)
-    if not compute:
-        return finish
-    return finish.compute()
-
-
-def _mark(target: _Target, write: int, keys: Sequence[str]) -> None:
-    """Markers of ``keys`` under write number ``write`` (regions an earlier write already stored)."""
-    import obstore
-
-    store = target.manifest_store()
-    try:
-        for key in keys:
-            obstore.put(store, f"done/{write}/{key}", b"")
-    except Exception as exc:
-        raise target.error("cannot record the regions written in", exc, "rerun with mode='resume'") from None
+    w = Write(target, ds, manifest, write, offsets, done, item, token=uuid.uuid4().hex)
+    w.carry_over()
+    return w
 
 
 def _append_start(target: _Target, ds: xr.Dataset, existing: xr.Dataset, dim: str) -> tuple[int, bool]:
