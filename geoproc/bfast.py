@@ -384,7 +384,7 @@ def bfast_monitor(
         raise InvalidArgumentError(f"h must be in (0, 1], got {h}")
     mon = _when(monitor_start, times, years, frequency, "monitor_start")
     if mon >= len(years):
-        raise InvalidArgumentError(f"monitor_start={monitor_start} is after the last time {times[-1]}; nothing to monitor")
+        raise InvalidArgumentError(f"monitor_start={monitor_start} is after the last date {times[-1]}; nothing to monitor")
     mode = history.upper() if isinstance(history, str) and history.upper() in ("ROC", "ALL", "BP") else None
     roc = mode == "ROC"
     if mode in ("ROC", "ALL"):

@@ -292,7 +292,9 @@ def test_monitors_find_the_archive_clearing(long_archive):
     window = slice(0, at + 12)  # four months of monitoring, from 40 days before the clearing
     red, mask = ds.red.isel(time=window), clouds.isel(time=window)
     out = bfast_monitor(red, times[at - 4], harmonics=1, trend=False, alpha=0.001, mask=mask).compute()
-    assert (out.reason.values == 0).all()
+    # ROC (tested at 0.1 %, crossing at bfast's 5 % boundary) leaves a handful of pixels a stable history of 6-7
+    # observations, too few for a MOSUM window (floor(0.25 n) <= 1): no result there, as R's bfastmonitor
+    assert (out.reason.values == 0).mean() > 0.999 and set(np.unique(out.reason.values)) <= {0, 1}
     f1, far = _scores(out.detected.values == 1, changed)
     days, obs = _date_errors(out, red.compute(), mask.compute(), changed, when)
     print(f"\nBFAST Monitor, archive clearing (red): F1 {f1:.3f}, false alarms {far:.2%}, break date - truth: "
