@@ -163,31 +163,39 @@ def roc_history(design, y, ti, n, level, crit, w, a, qb, rr, cols, beta, x, z):
         return -1
     rank = 0
     for r in range(p, n):  # fit on reversed rows 0..r-1, predict row r
-        if rank < p:
-            rank = _qr_fit(design, y, ti, n, r, a, qb, rr, cols, beta)
-        else:
-            _back_solve(rr, qb, rank, beta, cols, p)
         q = n - 1 - r
         for j in range(p):
             x[j] = design[ti[q], j]
-        pred = 0.0
-        for j in range(p):
-            pred += x[j] * beta[j]
-        w[r - p] = (y[q] - pred) / math.sqrt(1.0 + _leverage(rr, rank, cols, x, z))
-        if rank == p:  # fold row r into the full-rank factor (Givens rotations), cols is 0..p-1 here
-            yv = y[q]
-            for i in range(p):
-                if x[i] == 0.0:
-                    continue
-                hyp = math.hypot(rr[i, i], x[i])
-                c, s = rr[i, i] / hyp, x[i] / hyp
-                for k in range(i, p):
-                    t1 = rr[i, k]
-                    rr[i, k] = c * t1 + s * x[k]
-                    x[k] = -s * t1 + c * x[k]
-                t1 = qb[i]
-                qb[i] = c * t1 + s * yv
-                yv = -s * t1 + c * yv
+        if rank < p:
+            rank = _qr_fit(design, y, ti, n, r, a, qb, rr, cols, beta)
+            if rank == p:  # a positive diagonal (Q's columns flipped to match), for the updates below
+                for i in range(p):
+                    if rr[i, i] < 0.0:
+                        for k in range(i, p):
+                            rr[i, k] = -rr[i, k]
+                        qb[i] = -qb[i]
+        if rank < p:  # rank-deficient (R: aliased coefficients are 0): predict from the fit
+            pred = 0.0
+            for j in range(p):
+                pred += x[j] * beta[j]
+            w[r - p] = (y[q] - pred) / math.sqrt(1.0 + _leverage(rr, rank, cols, x, z))
+            continue
+        # full rank: fold row r into R by Givens rotations; with R's diagonal positive, what is left of the
+        # row's response is its recursive residual (y - x'beta) / sqrt(1 + x'(R'R)^-1 x)
+        yv = y[q]
+        for i in range(p):
+            if x[i] == 0.0:
+                continue
+            hyp = math.sqrt(rr[i, i] * rr[i, i] + x[i] * x[i])
+            c, s = rr[i, i] / hyp, x[i] / hyp
+            for k in range(i, p):
+                t1 = rr[i, k]
+                rr[i, k] = c * t1 + s * x[k]
+                x[k] = c * x[k] - s * t1
+            t1 = qb[i]
+            qb[i] = c * t1 + s * yv
+            yv = c * yv - s * t1
+        w[r - p] = yv
     mean = 0.0
     for i in range(big):
         mean += w[i]
