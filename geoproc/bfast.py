@@ -373,6 +373,8 @@ def bfast_monitor(
     >>> int(bfast_monitor(series, "2022-01-01", frequency=365, harmonics=1, history="all").n_history[0])
     92
     """
+    if frequency is not None and (isinstance(frequency, bool) or int(frequency) != frequency or frequency < 1):
+        raise InvalidArgumentError(f"frequency must be a whole number of observations per year (e.g. 23), got {frequency!r}")
     ordered, times, invalid, dec = _prepare(data, mask, dim)
     years = ts_time(times, frequency)
     if len(years) > 1 and not (np.diff(years) > 0).all():

@@ -202,6 +202,8 @@ def test_start_forms_dask_and_errors():
         bfast_monitor(series, (2008, 1))
     with pytest.raises(InvalidArgumentError, match="decimal years"):
         bfast_monitor(series, "2008-01-01")
+    with pytest.raises(InvalidArgumentError, match="whole number"):
+        bfast_monitor(series, 2008.0, frequency=0)
     with pytest.raises(InvalidArgumentError, match="BP"):
         bfast_monitor(series, 2008.0, history="BP")
     dated = series.assign_coords(time=_modis_days(2000, 2009)[: series.sizes["time"]].astype("datetime64[ns]"))
