@@ -497,7 +497,10 @@ def _open_jobqueue(spec: ClusterSpec):
             "~/.config/dask/ (or point DASK_CONFIG at it) and name one of its profiles"
         )
     cls = dask_jobqueue.SLURMCluster if spec.kind == "slurm" else dask_jobqueue.PBSCluster
-    cluster = cls(config_name=profile, **dict(spec.options))
+    # dask-jobqueue needs a profile to hold every key of its kind's defaults: take the defaults of the kind and
+    # the profile's own keys as arguments, so a profile states only what differs
+    kwargs = {key.replace("-", "_"): value for key, value in dask.config.get(f"jobqueue.{profile}").items()}
+    cluster = cls(config_name=spec.kind, **{**kwargs, **dict(spec.options)})
     try:
         _scale(cluster, spec)
         return cluster, Client(cluster)
