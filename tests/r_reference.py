@@ -79,7 +79,7 @@ def run_r(script: str, timeout: float = 120, **arrays) -> dict[str, np.ndarray]:
 
 # bfastmonitor written out in R. The series are the columns of Y (T x S, NA for gaps): either a regular ts
 # (start, frequency) or, when `days` is given (days since 1970-01-01), irregular dates made regular as bfast's
-# bfastts does (type "irregular": frequency 365; "16-day": frequency 23).
+# bfastts does (type "irregular": frequency 365; "16-day": frequency 23; "10-day": frequency 36).
 BFASTMONITOR_R = r"""
 suppressMessages({library(zoo); library(strucchange)})
 cfg <- input("cfg")  # T, S, start, frequency, order, trend, monitor start, history (NA: ROC, 0: all), h, end, level, datetype
@@ -95,6 +95,10 @@ as_ts <- function(y) {
     lt <- as.POSIXlt(dates)
     yday365 <- c(0L, 31L, 59L, 90L, 120L, 151L, 181L, 212L, 243L, 273L, 304L, 334L)[1L + lt$mon] + lt$mday
     return(as.ts(zoo(y, 1900 + lt$year + (yday365 - 1) / 365, frequency = 365)))
+  }
+  if (datetype == 36) {  # bfastts(type = "10-day")
+    tz <- as.POSIXlt(dates)
+    return(as.ts(zoo(y, 1900L + tz$year + round((tz$yday - 1L) / 10L) / 36L, frequency = 36L)))
   }
   # bfastts(type = "16-day")
   z <- zoo(y, dates)
@@ -169,7 +173,7 @@ def bfastmonitor_r(
 
     ``y`` is a regular ts from ``start`` with ``frequency`` per year, or, with
     ``days`` (days since 1970-01-01 of each row), irregular dates made regular
-    by bfastts (``frequency`` 365: "irregular", 23: "16-day"). ``history``:
+    by bfastts (``frequency`` 365: "irregular", 23: "16-day", 36: "10-day"). ``history``:
     "ROC", "all" or a decimal year. Keys: ``history``, ``n``, ``time``,
     ``process``, ``boundary``, ``breakpoint``, ``magnitude``, ``sigma``.
     """

@@ -113,11 +113,13 @@ def _modis_days(first: int, last: int) -> np.ndarray:
 
 
 def test_dates_made_regular_as_bfastts():
-    """MODIS 16-day dates (frequency 23) and irregular 5-10-day dates (frequency 365): R converts the dates itself."""
+    """MODIS 16-day dates (frequency 23), dekads (days 1, 11, 21 of each month: 36) and irregular 5-10-day dates
+    (frequency 365): R converts the dates itself."""
     r = np.random.default_rng(8)
     days16 = _modis_days(2001, 2009)
+    dekads = np.array([np.datetime64(f"{y}-{m:02d}-{d:02d}") for y in range(2010, 2016) for m in range(1, 13) for d in (1, 11, 21)])
     irregular = np.datetime64("2015-03-02") + np.cumsum(r.integers(5, 11, 300)).astype("timedelta64[D]")
-    for days, freq, start in ((days16, 23, "2008-01-01"), (irregular, 365, "2019-02-01")):
+    for days, freq, start in ((days16, 23, "2008-01-01"), (dekads, 36, "2015-01-01"), (irregular, 365, "2019-02-01")):
         years = ts_time(days, freq)
         y = 0.5 + 0.2 * np.sin(2 * np.pi * years[:, None]) + r.normal(0, 0.03, (len(days), 8))
         y[-len(days) // 6 :, :4] -= 0.3
