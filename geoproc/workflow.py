@@ -183,11 +183,12 @@ def run_job(
     from . import cloud_mask, composite, index, load, search, to_zarr
     from .io.zarr import open_result
     from .quicklook import quicklook
-    from .run.cluster import connect
+    from .run.cluster import ClusterSpec, connect
     from .run.preflight import check_mode, input_href
     from .run.preflight import preflight as check_workers
 
     started = time.perf_counter()
+    cluster_spec = ClusterSpec.parse(cluster if cluster is not None else spec.cluster)  # refused before any work
     if spec.generate and "://" not in spec.catalog and not os.path.exists(spec.catalog):
         from .testing import generate_archive
 
@@ -211,7 +212,7 @@ def run_job(
 
     failed: BaseException | None = None
     checks = check_mode(preflight or spec.preflight)
-    with connect(cluster if cluster is not None else spec.cluster, n_workers=n_workers) as client:
+    with connect(cluster_spec, n_workers=n_workers) as client:
         dashboard = client.dashboard_link
         log(f"dask dashboard: {dashboard}")
         if checks != "off":

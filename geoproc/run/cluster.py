@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,18 +199,18 @@ class ClusterSpec:
             if not isinstance(data, Mapping):
                 raise InvalidArgumentError(f"cluster file {text} must hold a mapping of cluster keys")
             return cls._from_mapping(data, f"cluster file {text}")
-        if text.startswith(_SCHEDULER_SCHEMES):
-            return cls(kind="address", address=text)
-        head, sep, rest = text.partition(":")
-        kind = _PREFIXES.get(head.lower()) if sep or head in _PREFIXES else None
+        body, _, query = text.partition("?")
+        if body.startswith(_SCHEDULER_SCHEMES) or re.fullmatch(r"[\w.-]+:\d+", body):  # host:port too
+            if query:
+                raise InvalidArgumentError(f"a scheduler address takes no ?options ({text}); the deployment sets its workers")
+            return cls(kind="address", address=body if "://" in body else f"tcp://{body}")
+        head, _, target = body.partition(":")
+        kind = _PREFIXES.get(head.lower())
         if kind is None:
-            if sep and rest.split("?")[0].isdigit():  # host:port
-                return cls(kind="address", address=f"tcp://{text}")
             raise InvalidArgumentError(
                 f"cannot tell which cluster {text!r} is; write tcp://HOST:PORT, gateway:URL, kubernetes:NAME, "
                 "slurm:PROFILE, pbs:PROFILE, local, or the path of a cluster YAML file"
             )
-        target, _, query = rest.partition("?")
         fields: dict[str, Any] = {"kind": kind}
         options: dict[str, Any] = {}
         names = {f.name for f in dataclasses.fields(cls)} - {"kind", "options"}
