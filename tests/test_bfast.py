@@ -82,7 +82,7 @@ def _regular(seed: int, pixels: int = 18, t_len: int = 230):
     y[np.ix_(dip, np.arange(pixels // 3, pixels // 2))] -= 0.2
     y[years >= 2008.4, :] -= np.linspace(0, 0.3, pixels)[None, :]
     y[r.random(y.shape) < 0.15] = np.nan
-    return xr.DataArray(y, dims=("time", "x"), coords={"time": years}), years
+    return xr.DataArray(y.astype(np.float32), dims=("time", "x"), coords={"time": years}), years
 
 
 @pytest.mark.parametrize(
@@ -124,10 +124,10 @@ def test_dates_made_regular_as_bfastts():
         y = 0.5 + 0.2 * np.sin(2 * np.pi * years[:, None]) + r.normal(0, 0.03, (len(days), 8))
         y[-len(days) // 6 :, :4] -= 0.3
         y[r.random(y.shape) < 0.2] = np.nan
-        series = xr.DataArray(y, dims=("time", "x"), coords={"time": days.astype("datetime64[ns]")})
+        series = xr.DataArray(y.astype(np.float32), dims=("time", "x"), coords={"time": days.astype("datetime64[ns]")})
         out = _run(series, start, frequency=freq)
         mon = float(ts_time(np.array([start], "datetime64[D]"), freq)[0])
-        res = bfastmonitor_r(y, mon, frequency=freq, days=days.astype("datetime64[D]").astype(np.int64))
+        res = bfastmonitor_r(series.values, mon, frequency=freq, days=days.astype("datetime64[D]").astype(np.int64))
         counts = _compare(out, res, years, series, f"dates/{freq}")
         assert counts["breaks"] >= 4
         hit = out.detected.values == 1
@@ -140,7 +140,7 @@ def _eolearn(shared_data):
         missing_data(f"{folder} is missing (real Sentinel-2 NDVI series)")
     stamps = [s[:10] for s in json.load(open(os.path.join(folder, "timestamps.json")))]
     days = np.array(stamps, "datetime64[D]")
-    ndvi = np.load(os.path.join(folder, "data", "NDVI.npy"))[..., 0].astype(np.float64)
+    ndvi = np.load(os.path.join(folder, "data", "NDVI.npy"))[..., 0]
     clouds = np.load(os.path.join(folder, "mask", "CLM.npy"))[..., 0] > 0
     keep = np.r_[True, np.diff(days) > np.timedelta64(0, "D")]  # two acquisitions on one day: bfastts keeps one
     return days[keep], ndvi[keep], clouds[keep]
@@ -151,7 +151,7 @@ def test_real_sentinel2_ndvi_as_r(shared_data):
     days, ndvi, clouds = _eolearn(shared_data)
     r = np.random.default_rng(0)
     iy, ix = r.integers(0, ndvi.shape[1], 32), r.integers(0, ndvi.shape[2], 32)
-    y = np.where(clouds[:, iy, ix], np.nan, ndvi[:, iy, ix])
+    y = np.where(clouds[:, iy, ix], np.nan, ndvi[:, iy, ix]).astype(np.float32)  # NDVI.npy holds float32
     series = xr.DataArray(y, dims=("time", "x"), coords={"time": days.astype("datetime64[ns]")})
     out = _run(series, "2017-01-01", frequency=365)
     assert (out.reason.values == 0).all()
@@ -175,6 +175,7 @@ def test_harvest_like_modis_series():
     y[years < 2002.0] -= 0.2
     y[days >= harvest] -= 0.4
     y[r.random(y.shape) < 0.1] = np.nan
+    y = y.astype(np.float32)
     series = xr.DataArray(y, dims=("time", "x"), coords={"time": days.astype("datetime64[ns]")})
     lead = {}
     for history in ("all", "ROC"):
