@@ -40,6 +40,7 @@ from .planning import plan  # noqa: E402
 from .spectral_mask import spectral_classes  # noqa: E402
 from .texture import glcm  # noqa: E402
 from .bfast import bfast_monitor  # noqa: E402
+from .ccdc import ccdc_segments  # noqa: E402
 from .timeseries import ccdc_breaks, harmonic_fit  # noqa: E402
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "burn_severity",
     "harmonic_fit",
     "bfast_monitor",
+    "ccdc_segments",
     "ccdc_breaks",
     "to_zarr",
     "to_cog",
