@@ -73,6 +73,13 @@ def _demo_spec(root: str, output: str | None):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.getLogger("distributed").setLevel(logging.WARNING)
+    if args.command in ("demo", "run") and args.preflight != "off":
+        # pre-flight names each worker whose versions differ in one line; distributed's table would come first
+        import warnings
+
+        from distributed.versions import VersionMismatchWarning
+
+        warnings.filterwarnings("ignore", category=VersionMismatchWarning)
     from .errors import GeoprocError
 
     try:
