@@ -41,7 +41,7 @@ from .spectral_mask import spectral_classes  # noqa: E402
 from .texture import glcm  # noqa: E402
 from .bfast import bfast_monitor  # noqa: E402
 from .ccdc import ccdc_segments  # noqa: E402
-from .timeseries import ccdc_breaks, harmonic_fit  # noqa: E402
+from .timeseries import harmonic_fit  # noqa: E402
 
 __all__ = [
     "search",
@@ -79,7 +79,6 @@ __all__ = [
     "harmonic_fit",
     "bfast_monitor",
     "ccdc_segments",
-    "ccdc_breaks",
     "to_zarr",
     "to_cog",
     "explore",

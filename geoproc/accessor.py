@@ -29,7 +29,7 @@ from .spectral_mask import spectral_classes
 from .texture import glcm
 from .bfast import bfast_monitor
 from .ccdc import ccdc_segments
-from .timeseries import ccdc_breaks, harmonic_fit
+from .timeseries import harmonic_fit
 
 #: accessor method name -> public function; kept in step with ``geoproc.__all__`` by a test
 ALIASES = {
@@ -63,7 +63,6 @@ ALIASES = {
     "harmonic_fit": harmonic_fit,
     "bfast_monitor": bfast_monitor,
     "ccdc_segments": ccdc_segments,
-    "ccdc_breaks": ccdc_breaks,
     "to_zarr": to_zarr,
     "to_cog": to_cog,
     "explore": explore,

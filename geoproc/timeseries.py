@@ -1,4 +1,4 @@
-"""Per-pixel time-series models: harmonic regression and a CCDC-style change rule (BFAST Monitor: :mod:`geoproc.bfast`).
+"""Per-pixel time-series models: harmonic regression (BFAST Monitor: :mod:`geoproc.bfast`; CCDC: :mod:`geoproc.ccdc`).
 
 Every pixel's series is fitted on its own valid observations only (not NaN,
 not nodata, not masked), so clouds and irregular revisits need no gap
@@ -44,7 +44,6 @@ from .kernels.composite import decode
 
 __all__ = [
     "harmonic_fit",
-    "ccdc_breaks",
     "decimal_years",
     "design_matrix",
     "REASON_CODES",
@@ -253,118 +252,4 @@ def harmonic_fit(
         coords={**coords, "coef": names},
     )
     out.attrs = {"time_origin": float(years[first]), "harmonics": int(harmonics), "trend": int(bool(trend))}
-    return out
-
-
-def _dates(index_block: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Date index (float32, -1 for none) -> datetime64[ns] (NaT for none)."""
-    idx = index_block.astype(np.int64)
-    out = np.full(idx.shape, np.datetime64("NaT"), dtype="datetime64[ns]")
-    hit = idx >= 0
-    out[hit] = times[idx[hit]]
-    return out
-
-
-def _break_dataset(res, ordered, times, dim, last: str) -> xr.Dataset:
-    """The outputs of :func:`ccdc_breaks` from the kernel's rows."""
-    index, reason = res[0], res[2].astype(np.uint8)
-    if is_dask(res):
-        dates = index.map_blocks(partial(_dates, times=times), dtype="datetime64[ns]")
-        detected = da.where(reason == 0, (index >= 0).astype(np.uint8), np.uint8(255))
-    else:
-        dates = _dates(index, times)
-        detected = np.where(reason == 0, (index >= 0).astype(np.uint8), np.uint8(255))
-    dims, coords = _spatial(ordered, dim)
-    out = xr.Dataset(
-        {
-            "detected": (
-                dims, detected.astype(np.uint8), {"nodata": 255, "flag_values": [0, 1], "flag_meanings": "no_break break"}
-            ),
-            "break_date": (dims, dates),
-            "magnitude": (dims, res[1], {"nodata": np.nan}),
-            "reason": (dims, reason, {"flag_values": list(REASON_CODES), "flag_meanings": _REASON_MEANINGS}),
-            "n_history": (dims, res[3].astype(np.int16)),
-            last: (dims, res[4], {"nodata": np.nan}),
-        },
-        coords=coords,
-    )
-    return out
-
-
-def _periods(times, monitor_start, history_start) -> tuple[int, int]:
-    mon = _index_of(times, monitor_start, "monitor_start")
-    hist = 0 if history_start is None else _index_of(times, history_start, "history_start")
-    if mon >= len(times):
-        raise InvalidArgumentError(f"monitor_start={monitor_start} is after the last date {times[-1]}; nothing to monitor")
-    if mon <= hist:
-        raise InvalidArgumentError(f"no history before monitor_start={monitor_start}; give an earlier monitor_start")
-    return hist, mon
-
-
-def ccdc_breaks(
-    data: xr.DataArray,
-    monitor_start,
-    *,
-    history_start=None,
-    harmonics: int = 3,
-    trend: bool = True,
-    consecutive: int = 6,
-    threshold: float = 3.0,
-    mask: xr.DataArray | None = None,
-    dim: str = "time",
-    min_obs: int | None = None,
-) -> xr.Dataset:
-    """A CCDC-style change rule (Zhu & Woodcock 2014), on one band or index, per pixel.
-
-    The model of :func:`harmonic_fit` is fitted on the history
-    ``history_start <= t < monitor_start``; a change is flagged at the first
-    of ``consecutive`` valid monitoring observations in a row whose absolute
-    residual exceeds ``threshold`` times the history RMSE
-    (``sqrt(RSS / (n - p))``). Unlike CCDC proper there is one band, one fit
-    (no refitting as the series grows) and no change probability.
-
-    Parameters
-    ----------
-    data, monitor_start, history_start, harmonics, trend, mask, dim
-        As in :func:`geoproc.bfast_monitor` (``history_start``: the first date of the history).
-    consecutive
-        Observations in a row that confirm a change (CCDC: 6).
-    threshold
-        Multiple of the RMSE a residual must exceed.
-    min_obs
-        Fewest valid history observations (default: the coefficients + 1).
-
-    Returns
-    -------
-    xarray.Dataset
-        ``detected`` (uint8: 1, 0, 255 nodata), ``break_date`` (the first
-        observation of the run; NaT without a change), ``magnitude`` (median
-        residual of the run; NaN without a change), ``reason``,
-        ``n_history``, ``rmse``.
-
-    Examples
-    --------
-    >>> t = np.arange("2020-01-01", "2023-01-01", 8, dtype="datetime64[D]")
-    >>> y = 0.7 + 0.1 * np.sin(2 * np.pi * decimal_years(t)) + np.random.default_rng(0).normal(0, 0.01, t.size)
-    >>> y[t >= np.datetime64("2022-03-01")] -= 0.4
-    >>> out = ccdc_breaks(xr.DataArray(y[:, None], dims=("time", "x"), coords={"time": t}), "2022-01-01", harmonics=1)
-    >>> int(out.detected[0]), str(out.break_date[0].values)[:10]
-    (1, '2022-03-03')
-    """
-    ordered, times, invalid, dec = _prepare(data, mask, dim)
-    hist, mon = _periods(times, monitor_start, history_start)
-    if int(consecutive) < 1 or not threshold > 0:
-        raise InvalidArgumentError(f"need consecutive >= 1 and threshold > 0, got {consecutive} and {threshold}")
-    years = decimal_years(times)
-    design, names = design_matrix(years, harmonics, trend, origin=years[hist])
-    p = len(names)
-    min_obs = p + 1 if min_obs is None else max(int(min_obs), p + 1)
-    args = (design, hist, mon, int(consecutive), float(threshold), min_obs)
-    res = timeseries_array(_k.ccdc_breaks, ordered.data, invalid, args, 5, dec)
-    out = _break_dataset(res, ordered, times, dim, "rmse")
-    out.attrs = {
-        "method": "CCDC-style consecutive anomalies", "history_start": str(times[hist]), "monitor_start": str(times[mon]),
-        "consecutive": int(consecutive), "threshold": float(threshold), "harmonics": int(harmonics),
-        "trend": int(bool(trend)), "time_origin": float(years[hist]),
-    }
     return out

@@ -14,7 +14,6 @@ from geoproc.change import BURN_SEVERITY_CLASSES, burn_severity, change, change_
 from geoproc.errors import InvalidArgumentError
 from geoproc.bfast import bfast_monitor, mosum_critical_value
 from geoproc.timeseries import (
-    ccdc_breaks,
     decimal_years,
     design_matrix,
     harmonic_fit,
@@ -205,7 +204,7 @@ def test_harmonic_fit_numpy_vs_dask_vs_lstsq():
     assert fit.attrs["time_origin"] == years[0] and (fit.reason.values == 0).all()
 
 
-def test_bfast_monitor_and_ccdc_on_synthetic_ndvi_with_clouds_and_irregular_revisits():
+def test_bfast_monitor_on_synthetic_ndvi_with_clouds_and_irregular_revisits():
     series, clouds, changed, when = _synthetic_ndvi()
     out = bfast_monitor(series, "2022-01-01", harmonics=2, trend=False, mask=clouds)
     lazy = bfast_monitor(series.chunk({"y": 10, "x": 15}), "2022-01-01", harmonics=2, trend=False, mask=clouds.chunk({"y": 10, "x": 15}))
@@ -221,11 +220,6 @@ def test_bfast_monitor_and_ccdc_on_synthetic_ndvi_with_clouds_and_irregular_revi
     # a drop of 15 sigma: the MOSUM (scaled by sigma sqrt(n), n ~ 100) crosses at the 1st or 2nd clear observation
     assert np.median(obs) <= 1 and ((obs >= 0) & (obs <= 2)).mean() > 0.95
     assert out.magnitude.values[changed].mean() == pytest.approx(-0.3, abs=0.05)
-    cc = ccdc_breaks(series, "2022-01-01", harmonics=2, trend=False, mask=clouds)
-    f1, far = _scores(cc.detected.values == 1, changed)
-    days, obs = _date_errors(cc, series, clouds, changed, when)
-    print(f"CCDC rule, synthetic NDVI: F1 {f1:.3f}, false alarms {far:.2%}, median date error {np.median(days):.0f} d")
-    assert f1 >= 0.9 and far <= 0.02 and np.median(obs) == 0
 
 
 def test_bfast_monitor_process_output_and_reasons():
@@ -255,8 +249,6 @@ def test_time_series_errors():
         bfast_monitor(series, "2022-01-01", alpha=0.1)
     with pytest.raises(InvalidArgumentError, match="DataArray"):
         harmonic_fit(series.to_dataset(name="ndvi"))
-    with pytest.raises(InvalidArgumentError, match="consecutive"):
-        ccdc_breaks(series, "2022-01-01", consecutive=0)
 
 
 # --- the synthetic archive: its clearing event, through geoproc.load and cloud_mask ---------------------------
@@ -300,10 +292,6 @@ def test_monitors_find_the_archive_clearing(long_archive):
     print(f"\nBFAST Monitor, archive clearing (red): F1 {f1:.3f}, false alarms {far:.2%}, break date - truth: "
           f"median {np.median(days):.0f} d (max {days.max():.0f}); in clear observations: median {np.median(obs):.0f}")
     assert f1 >= 0.9 and far <= 0.02 and np.median(obs) == 0
-    cc = ccdc_breaks(red, times[at - 4], harmonics=1, trend=False, mask=mask).compute()
-    f1, far = _scores(cc.detected.values == 1, changed)
-    print(f"CCDC rule, archive clearing (red): F1 {f1:.3f}, false alarms {far:.2%}")
-    assert f1 >= 0.9 and far <= 0.02
 
 
 # --- strucchange's table pinned literally; every parameter of the monitors moves the result as the formulas say ----
@@ -433,53 +421,9 @@ def test_bfast_monitor_window_and_start_change_the_result():
     assert not np.array_equal(early.sigma.values, later.sigma.values)
 
 
-def _ccdc_reference(y, ok, years, mon, k, thr, harmonics, trend):
-    """CCDC-style rule in float64: fit on the valid history, RMSE sqrt(RSS / (n - p)); the break is the first of k
-    valid monitoring observations in a row with |residual| > thr * RMSE."""
-    t = np.flatnonzero(ok)
-    x = _season_design(years, harmonics, trend, years[0])[t]
-    hist_part = t < mon
-    beta = np.linalg.lstsq(x[hist_part], y[t][hist_part].astype(np.float64), rcond=None)[0]
-    e = y[t].astype(np.float64) - x @ beta
-    n = int(hist_part.sum())
-    rmse = np.sqrt(np.sum(e[:n] ** 2) / (n - x.shape[1]))
-    out = np.abs(e) > thr * rmse
-    for j in range(n, len(t) - k + 1):
-        if out[j : j + k].all():
-            return t[j], np.median(e[j : j + k]), rmse
-    return -1, np.nan, rmse
-
-
-@pytest.mark.parametrize("consecutive, threshold", [(1, 2.0), (3, 3.0), (6, 3.0), (3, 5.0), (8, 2.5)])
-def test_ccdc_consecutive_and_threshold_as_the_rule_says(consecutive, threshold):
-    series, years = _monitor_series(seed=9)
-    out = ccdc_breaks(series, "2022-01-01", harmonics=1, consecutive=consecutive, threshold=threshold)
-    assert out.attrs["consecutive"] == consecutive and out.attrs["threshold"] == threshold
-    times = series.time.values
-    mon = int(np.searchsorted(times, np.datetime64("2022-01-01")))
-    y = series.values.astype(np.float64)
-    for i in range(y.shape[1]):
-        brk, mag, rmse = _ccdc_reference(y[:, i], np.isfinite(y[:, i]), years, mon, consecutive, threshold, 1, True)
-        got = out.break_date.values[i]
-        assert (brk < 0 and np.isnat(got)) or got == times[brk], (i, brk, got)
-        np.testing.assert_allclose(float(out.magnitude[i]), mag, rtol=1e-4, atol=1e-6, equal_nan=True)
-        np.testing.assert_allclose(float(out.rmse[i]), rmse, rtol=1e-4)
-
-
-def test_ccdc_consecutive_and_threshold_change_the_result():
-    series, _ = _monitor_series(seed=9)
-
-    def found(**kw):
-        return ccdc_breaks(series, "2022-01-01", harmonics=1, **kw).detected.values.sum()
-
-    # a lower threshold or a shorter run finds more breaks (false alarms among them), a higher one fewer
-    assert found(consecutive=1, threshold=2.0) > found(consecutive=6, threshold=2.0) > found(consecutive=6, threshold=4.0)
-    assert found(consecutive=3, threshold=2.0) > found(consecutive=3, threshold=4.0)
-
-
-def test_defaults_are_bfastmonitors_and_ccdcs():
-    """bfastmonitor (R package bfast): formula response ~ trend + harmon, order = 3, h = 0.25, level = 0.05, end = 10;
-    CCDC (Zhu & Woodcock 2014, RSE 144:152-171): a change confirmed by 6 consecutive observations."""
+def test_defaults_are_bfastmonitors():
+    """bfastmonitor (R package bfast): formula response ~ trend + harmon, order = 3, h = 0.25, level = 0.05, end = 10
+    (CCDC's defaults, pyccd's: tests/test_ccdc.py)."""
     import inspect
 
     def defaults(f):
@@ -487,8 +431,6 @@ def test_defaults_are_bfastmonitors_and_ccdcs():
 
     b = defaults(bfast_monitor)
     assert (b["harmonics"], b["trend"], b["h"], b["alpha"], b["period"], b["history"]) == (3, True, 0.25, 0.05, 10, "ROC")
-    c = defaults(ccdc_breaks)
-    assert (c["harmonics"], c["trend"], c["consecutive"], c["threshold"]) == (3, True, 6, 3.0)
     assert (defaults(harmonic_fit)["harmonics"], defaults(harmonic_fit)["trend"]) == (3, True)
     series, _ = _monitor_series(pixels=4)
     out = bfast_monitor(series, "2022-01-01")
@@ -528,25 +470,14 @@ def test_monitor_outputs_history_start_trend_and_min_obs():
     hist = int(np.searchsorted(t, np.datetime64("2020-07-01")))
     mon = int(np.searchsorted(t, np.datetime64("2022-01-01")))
     y = series.values.astype(np.float64)
-    cc = ccdc_breaks(series, "2022-01-01", history_start="2020-07-01", harmonics=1, trend=False, consecutive=3)
-    assert cc.attrs == {
-        "method": "CCDC-style consecutive anomalies", "history_start": str(t[hist]), "monitor_start": str(t[mon]),
-        "consecutive": 3, "threshold": 3.0, "harmonics": 1, "trend": 0, "time_origin": float(years[hist]),
-    }
-    for i in range(6):
-        ok = np.isfinite(y[:, i]) & (np.arange(len(t)) >= hist)
-        x = _season_design(years, 1, False, years[hist])
-        h = ok & (np.arange(len(t)) < mon)
-        beta = np.linalg.lstsq(x[h], y[h, i], rcond=None)[0]
-        rmse = np.sqrt(np.sum((y[h, i] - x[h] @ beta) ** 2) / (h.sum() - 3))
-        np.testing.assert_allclose(float(cc.rmse[i]), rmse, rtol=1e-4)
-        assert int(cc.n_history[i]) == h.sum()
     bf = bfast_monitor(series, "2022-01-01", history="2020-07-01", harmonics=1, trend=False)
     assert bf.attrs["history"] == str(t[hist]) and bf.attrs["time_origin"] == float(years[hist])
-    np.testing.assert_array_equal(bf.n_history.values, cc.n_history.values)
-    for out in (cc, bf, harmonic_fit(series, harmonics=1)):
+    for i in range(6):
+        h = np.isfinite(y[:, i]) & (np.arange(len(t)) >= hist) & (np.arange(len(t)) < mon)
+        assert int(bf.n_history[i]) == h.sum()
+    for out in (bf, harmonic_fit(series, harmonics=1)):
         assert "time" not in out.coords and "time" not in out.dims  # per-pixel results: the time axis is gone
-    for out in (cc, bf):
+    for out in (bf,):
         assert out.detected.dtype == np.uint8 and out.reason.dtype == np.uint8 and out.n_history.dtype == np.int16
         assert out.break_date.dtype == np.dtype("datetime64[ns]")
         assert out.detected.attrs == {"nodata": 255, "flag_values": [0, 1], "flag_meanings": "no_break break"}
@@ -558,19 +489,16 @@ def test_monitor_outputs_history_start_trend_and_min_obs():
         assert np.isnan(out.magnitude.attrs["nodata"])
         hit = out.detected.values == 1
         assert hit.any() and (~np.isnat(out.break_date.values[hit])).all() and np.isnat(out.break_date.values[~hit]).all()
-    assert "rmse" in cc and "sigma" in bf and np.isnan(cc.rmse.attrs["nodata"])
+    assert "sigma" in bf
     # min_obs: more valid history observations than there are: every pixel is "too few" (reason 1, nodata 255)
-    for f in (ccdc_breaks, bfast_monitor):
+    for f in (bfast_monitor,):
         few = f(series, "2022-01-01", harmonics=1, min_obs=len(t))
         assert (few.reason.values == 1).all() and (few.detected.values == 255).all() and np.isnat(few.break_date.values).all()
         assert (f(series, "2022-01-01", harmonics=1, min_obs=10).reason.values == 0).all()
-    with pytest.raises(InvalidArgumentError, match="threshold > 0"):
-        ccdc_breaks(series, "2022-01-01", threshold=0.0)
-    assert (ccdc_breaks(series, "2022-01-01", consecutive=1, threshold=0.5).reason.values == 0).all()
     # dask input: the same datasets
-    lazy = ccdc_breaks(series.chunk({"x": 2}), "2022-01-01", history_start="2020-07-01", harmonics=1, trend=False, consecutive=3)
-    for v in cc.data_vars:
-        np.testing.assert_array_equal(lazy[v].values, cc[v].values)
+    lazy = bfast_monitor(series.chunk({"x": 2}), "2022-01-01", history="2020-07-01", harmonics=1, trend=False)
+    for v in bf.data_vars:
+        np.testing.assert_array_equal(lazy[v].values, bf[v].values)
 
 
 def test_monitors_decode_stored_integers_like_floats():
@@ -589,7 +517,6 @@ def test_monitors_decode_stored_integers_like_floats():
         pairs = [
             (harmonic_fit(stored, harmonics=2, mask=mask), harmonic_fit(decoded, harmonics=2, mask=mask)),
             (bfast_monitor(stored, "2022-01-01", harmonics=1, mask=mask), bfast_monitor(decoded, "2022-01-01", harmonics=1, mask=mask)),
-            (ccdc_breaks(stored, "2022-01-01", harmonics=1, mask=mask), ccdc_breaks(decoded, "2022-01-01", harmonics=1, mask=mask)),
         ]
         for a, b in pairs:
             for v in a.data_vars:

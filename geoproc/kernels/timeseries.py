@@ -1,4 +1,4 @@
-"""Per-pixel time-series models: harmonic regression and CCDC-style breaks; the least-squares helpers BFAST Monitor shares.
+"""Per-pixel time-series models: harmonic regression; the least-squares helpers BFAST Monitor shares (CCDC: :mod:`geoproc.kernels.ccdc`).
 
 Inputs are time-first ``(T, N)`` arrays and a design matrix ``(T, p)`` shared
 by all pixels (intercept, trend, harmonics, evaluated at each date). Each
@@ -20,7 +20,6 @@ __all__ = [
     "REASON_NO_MONITORING",
     "REASON_SINGULAR",
     "harmonic_fit",
-    "ccdc_breaks",
     "strucchange_log_plus",
 ]
 
@@ -191,68 +190,4 @@ def harmonic_fit(
             if n > p:
                 out[p, s0 + j] = math.sqrt(rss / (n - p))
             out[p + 2, s0 + j] = REASON_OK
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def ccdc_breaks(
-    values: np.ndarray,
-    invalid: np.ndarray,
-    design: np.ndarray,
-    hist_start: int,
-    mon_start: int,
-    consecutive: int,
-    threshold: float,
-    min_obs: int,
-) -> np.ndarray:
-    """CCDC-style change: ``consecutive`` monitoring observations in a row whose residual exceeds ``threshold`` x RMSE.
-
-    The model is fitted on the valid observations of dates
-    ``hist_start:mon_start``; RMSE is ``sqrt(RSS / (n - p))`` there. The
-    change date is the first observation of the run.
-
-    Returns
-    -------
-    float32 ``(5, N)``: row 0 the date index of the change (-1: none or no
-    result), 1 the magnitude (median residual of the run's observations; NaN
-    without a change), 2 the reason code, 3 n, 4 RMSE. A pixel needs
-    ``n > p`` and ``n >= min_obs``, else :data:`REASON_FEW_HISTORY`.
-    """
-    t_len, n_pix = values.shape
-    p = design.shape[1]
-    use_mask = invalid.shape[0] == t_len
-    out = np.full((5, n_pix), np.nan, dtype=np.float32)
-    out[0, :] = -1
-    tile = np.empty((_TILE, t_len), dtype=np.float64)
-    tidx = np.empty((_TILE, t_len), dtype=np.int64)
-    counts = np.empty(_TILE, dtype=np.int64)
-    xtx = np.empty((p, p))
-    xty = np.empty(p)
-    beta = np.empty(p)
-    resid = np.empty(t_len)
-    for s0 in range(0, n_pix, _TILE):
-        width = min(_TILE, n_pix - s0)
-        _gather(values, invalid, use_mask, hist_start, s0, width, tile, tidx, counts)
-        for j in range(width):
-            px = s0 + j
-            m = counts[j]
-            n, rmse, reason = _fit_history(design, tile[j], tidx[j], m, mon_start, min_obs, 0.0, xtx, xty, beta, resid)
-            out[3, px] = n
-            if reason != REASON_OK:
-                out[2, px] = reason
-                continue
-            out[4, px] = rmse
-            out[2, px] = REASON_OK
-            limit = threshold * rmse
-            run = 0
-            for q in range(n, m):
-                if abs(resid[q]) > limit:
-                    run += 1
-                    if run == consecutive:
-                        first = q - consecutive + 1
-                        out[0, px] = tidx[j, first]
-                        out[1, px] = np.median(resid[first : q + 1])
-                        break
-                else:
-                    run = 0
     return out

@@ -14,7 +14,6 @@ from geoproc.kernels.timeseries import (
     REASON_FEW_HISTORY,
     REASON_OK,
     REASON_SINGULAR,
-    ccdc_breaks,
     harmonic_fit,
 )
 
@@ -73,33 +72,6 @@ def test_harmonic_fit_reasons():
     same = np.zeros((6, 1), np.float32)
     flat_design = np.tile(np.array([[1.0, 0.0, 1.0, 0.0]]), (6, 1))
     assert harmonic_fit(same, NO_MASK, flat_design, 0, 6, 0)[-1, 0] == REASON_SINGULAR
-
-
-def test_ccdc_breaks_against_reference():
-    _, design = _design(80, 2, True)
-    values, invalid = _series(design, 150)
-    values[55:, :60] += 0.4
-    hist, mon, k, thr = 0, 40, 4, 3.0
-    out = ccdc_breaks(values, invalid, design, hist, mon, k, thr, 0)
-    ok = np.isfinite(values) & ~invalid
-    for i in range(values.shape[1]):
-        t = np.flatnonzero(ok[:, i])
-        x, y = design[t], values[t, i].astype(np.float64)
-        hmask = t < mon
-        beta = np.linalg.lstsq(x[hmask], y[hmask], rcond=None)[0]
-        e = y - x @ beta
-        rmse = np.sqrt(np.sum(e[hmask] ** 2) / (hmask.sum() - design.shape[1]))
-        exceed = np.abs(e) > thr * rmse
-        exceed[hmask] = False
-        brk, mag = -1, np.nan
-        for j in range(hmask.sum(), len(t) - k + 1):
-            if exceed[j : j + k].all():
-                brk, mag = t[j], np.median(e[j : j + k])
-                break
-        assert out[0, i] == brk
-        np.testing.assert_allclose(out[1, i], mag, rtol=1e-5, atol=1e-6, equal_nan=True)
-        np.testing.assert_allclose(out[4, i], rmse, rtol=1e-5)
-    assert (out[0, :60] >= 55).mean() > 0.9 and (out[0, 60:] == -1).mean() > 0.9
 
 
 # --- two-date change kernels ------------------------------------------------------------------------------
