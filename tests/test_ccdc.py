@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,6 +114,36 @@ def test_segments_match_pyccd_on_synthetic_series(pyccd):
         ds, mask, snow = _dataset(series)
         procs |= set(np.unique(ccdc_segments(ds, mask=mask, snow=snow, max_segments=1).procedure.values).tolist())
     assert {1, 2, 3} <= procs  # standard, insufficient clear and permanent snow all ran
+
+
+def _real_series(name: str) -> dict:
+    rows = np.loadtxt(Path(__file__).parent / "data" / "pyccd" / name, delimiter=",")
+    return {"dates": rows[:, 0].astype(int).tolist(), "bands": rows[:, 1:8].T.tolist(), "qa": rows[:, 8].astype(int).tolist()}
+
+
+def test_segments_match_pyccd_on_real_landsat_series(pyccd):
+    """pyccd's own real test pixels (USGS ARD, tests/data/pyccd): 1985-2002 with clouds, shadows, snow and saturated
+    observations (standard procedure), and a persistently snowy and cloudy 2012-2016 (its other procedures)."""
+    series = [_real_series("WA_grid08_row999_col1_1984-2002.csv"),
+              _real_series("WA_grid08_row9_col2267_persistent_snow_2012-2017.csv")]
+    ref, _ = pyccd(series)
+    segments, procedures = 0, []
+    for s, r in zip(series, ref):
+        ds, mask, snow = _dataset([s])
+        out = ccdc_segments(ds, mask=mask, snow=snow, stat_end=PYCCD_STAT_END)
+        tally = _compare([s], [r], out)
+        assert tally["same_dates"] == tally["segments"] and tally["max_pred"] < 5e-4
+        segments += tally["segments"]
+        procedures.append(int(out.procedure[0]))
+    # a looser test (3 observations, chi-square 0.9) cuts the 1985-2002 pixel into several segments: the same ones
+    ref, _ = pyccd(series[:1], {"PEEK_SIZE": 3, "CHANGE_THRESHOLD": chi2_ppf(0.9, 5)})
+    ds, mask, snow = _dataset(series[:1])
+    out = ccdc_segments(ds, mask=mask, snow=snow, stat_end=PYCCD_STAT_END, peek=3, change_prob=0.9)
+    tally = _compare(series[:1], ref, out)
+    assert tally["same_dates"] == tally["segments"] >= 3 and tally["max_pred"] < 5e-4
+    print(f"CCDC vs pyccd, real Landsat pixels: {segments} + {tally['segments']} segments (defaults + peek 3, "
+          f"p 0.9), all dates identical; procedures {procedures}")
+    assert procedures[0] == 1 and procedures[1] in (2, 3)
 
 
 def test_numpy_sort_port_matches_numpy_1_23():
