@@ -228,7 +228,10 @@ def ccdc_segments(
         one model over all (snow procedure when snow is ``snow_pct`` of clear
         and snow).
     reflectance_scale
-        Factor from the reflectance given to pyccd's units (10000).
+        Factor from the reflectance given to pyccd's units: 10000 for 0-1
+        reflectance; 1 for integers already on pyccd's 0-10000 scale that
+        carry no ``scale`` attribute (otherwise every observation would read
+        as saturated and none would be used).
 
     Returns
     -------
