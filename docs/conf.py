@@ -8,6 +8,8 @@ land in ``<output>/../jupyter_execute/notebooks/``, where tests/test_notebooks.p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import geoproc
 
 project = "geoproc"
@@ -39,6 +41,28 @@ nb_execution_timeout = 600
 nb_merge_streams = True
 
 # --- API reference from the numpydoc docstrings ---
+# autosummary writes a page per name into api/generated/ (ignored by git). A page left there by an earlier build
+# for a name no longer listed would fail this one, so those are removed; the listed ones stay, so that builds
+# running at the same time in one checkout never delete each other's pages.
+
+
+def _remove_stale_api_pages(folder: Path = Path(__file__).parent / "api") -> None:
+    listed, module, in_block = set(), "", False
+    for line in (folder / "index.md").read_text().splitlines():
+        if line.startswith(".. currentmodule::"):
+            module = line.split("::", 1)[1].strip()
+        elif line.startswith(".. autosummary::"):
+            in_block = True
+        elif in_block and line.startswith("   ") and not line.strip().startswith(":"):
+            listed.add(f"{module}.{line.strip()}.rst" if module else f"{line.strip()}.rst")
+        elif in_block and line.strip() and not line.startswith("   "):
+            in_block = False
+    for page in (folder / "generated").glob("*.rst"):
+        if page.name not in listed:
+            page.unlink(missing_ok=True)
+
+
+_remove_stale_api_pages()
 autosummary_generate = True
 autosummary_imported_members = True
 autodoc_typehints = "none"  # numpydoc's Parameters sections say the types
