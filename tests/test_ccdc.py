@@ -246,6 +246,25 @@ def test_planted_breaks_found_lazily_and_chunking_changes_nothing():
     assert geoproc.ccdc_segments is ccdc_segments and ds.geoproc.ccdc_segments.__doc__ == ccdc_segments.__doc__
 
 
+def test_stored_integers_give_the_decoded_floats_result():
+    """Bands as geoproc.load(..., raw=True) gives them (uint16 with scale/offset/nodata attrs) are decoded first."""
+    ds, clouds, _ = _planted(nx=3, ny=2)
+    scale, offset = 2.75e-5, -0.2
+    raw = xr.Dataset({b: ds[b].copy(data=np.round((ds[b].values - offset) / scale).astype(np.uint16)) for b in ds})
+    for b in raw:
+        raw[b].attrs = {"scale": scale, "offset": offset, "nodata": 0}
+    raw["red"][5, 0, 0] = 0  # nodata: a fill observation
+    f = np.float32
+    decoded = xr.Dataset({b: raw[b].copy(data=np.where(raw[b] == 0, np.nan, raw[b].values.astype(f) * f(scale) + f(offset)))
+                          for b in raw})
+    for b in decoded:
+        decoded[b].attrs = {}
+    a = ccdc_segments(raw, mask=clouds, max_segments=3)
+    b = ccdc_segments(decoded, mask=clouds, max_segments=3)
+    xr.testing.assert_identical(a, b)
+    assert (a.n_segments == 2).all()
+
+
 def test_segments_write_to_zarr_and_read_back(tmp_path):
     ds, clouds, _ = _planted(nx=4, ny=2)
     out = ccdc_segments(ds.chunk({"x": 2}), mask=clouds, max_segments=3)
