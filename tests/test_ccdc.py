@@ -146,6 +146,24 @@ def test_segments_match_pyccd_on_real_landsat_series(pyccd):
     assert procedures[0] == 1 and procedures[1] in (2, 3)
 
 
+def test_parameters_mean_what_pyccds_mean(pyccd):
+    """Every knob at a value other than its default, on both sides: the same segments (4 detection bands, so a
+    chi-square of 4 degrees of freedom; other Tmask bands, window size, span, Tmask constant and thresholds)."""
+    series = synthetic_series(12, 5, _landsat_dates(12, 725000, 25))
+    params = {"MEOW_SIZE": 16, "DAY_DELTA": 300, "T_CONST": 3.5, "DETECTION_BANDS": [2, 3, 4, 5], "TMASK_BANDS": [2, 5],
+              "CHANGE_THRESHOLD": chi2_ppf(0.95, 4), "OUTLIER_THRESHOLD": chi2_ppf(0.9999, 4), "PEEK_SIZE": 5}
+    ref, _ = pyccd(series, params)
+    ds, mask, snow = _dataset(series)
+    out = ccdc_segments(ds, mask=mask, snow=snow, stat_end=PYCCD_STAT_END, min_obs=16, day_delta=300, t_const=3.5,
+                        detection_bands=("red", "nir", "swir16", "swir22"), tmask_bands=("red", "swir22"),
+                        change_prob=0.95, outlier_prob=0.9999, peek=5)
+    tally = _compare(series, ref, out)
+    assert tally["same_dates"] == tally["segments"] >= 6
+    assert out.attrs["change_threshold"] == chi2_ppf(0.95, 4) and out.attrs["peek"] == 5
+    default = ccdc_segments(ds, mask=mask, snow=snow, stat_end=PYCCD_STAT_END)
+    assert not default.n_segments.equals(out.n_segments) or not default.break_day.equals(out.break_day)
+
+
 def test_numpy_sort_port_matches_numpy_1_23():
     """pyccd picks the 24 residuals closest in day of year with numpy's (unstable) argsort: ties at the 24th are
     broken the way numpy 1.23's introsort breaks them, checked against that numpy in pyccd's venv."""
