@@ -457,6 +457,7 @@ def _open_kubernetes(spec: ClusterSpec):
 
     try:
         from dask_kubernetes.operator import KubeCluster
+        from dask_kubernetes.operator.kubecluster.kubecluster import CreateMode
 
         if spec.manifest is not None:
             manifest = spec.manifest
@@ -465,11 +466,11 @@ def _open_kubernetes(spec: ClusterSpec):
 
                 with open(manifest) as fh:
                     manifest = yaml.safe_load(fh)
-            cluster = KubeCluster(custom_cluster_spec=dict(manifest), namespace=spec.namespace,
+            cluster = KubeCluster(custom_cluster_spec=dict(manifest), namespace=spec.namespace, quiet=True,
                                   shutdown_on_close=spec.shutdown is not False, **dict(spec.options))
         else:
-            cluster = KubeCluster(name=spec.name, namespace=spec.namespace, create_mode="CONNECT_ONLY",
-                                  shutdown_on_close=bool(spec.shutdown), **dict(spec.options))
+            cluster = KubeCluster(name=spec.name, namespace=spec.namespace, create_mode=CreateMode.CONNECT_ONLY,
+                                  quiet=True, shutdown_on_close=bool(spec.shutdown), **dict(spec.options))
     except GeoprocError:
         raise
     except Exception as exc:  # kr8s and kubernetes errors share no base class
