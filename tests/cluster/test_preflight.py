@@ -187,3 +187,26 @@ def test_preflight_names_the_workers_that_cannot_run_the_job_then_excludes_them(
     result = geoproc.open_result(out)["ndvi_median"].values
     assert np.isfinite(result).any()
     assert "lacks" not in procs.log("good")
+
+
+def test_preflight_probes_an_s3_output_and_names_refused_credentials(s3_server):
+    """The write check on object storage: a probe object is written and deleted where the output goes, and a
+    worker whose credentials are refused is named without the secret appearing in the message."""
+    import obstore
+    from distributed import Client, LocalCluster
+
+    from geoproc.io.storage import object_store, parse_location, s3_options
+
+    out = f"s3://{s3_server.bucket}/preflight/out.zarr"
+    good = s3_server.storage_options()
+    wrong = s3_server.storage_options(secret_access_key="not-the-secret-0123456789")
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster, Client(cluster) as client:
+        (worker,) = client.scheduler_info(n_workers=-1)["workers"]
+        assert preflight(client, output=out, storage_options=good).ok
+        store = object_store(parse_location(f"s3://{s3_server.bucket}/x"), s3_options(good), prefix="")
+        assert [o["path"] for batch in obstore.list(store, prefix="preflight") for o in batch] == []
+        with pytest.raises(PreflightError) as info:
+            preflight(client, output=out, storage_options=wrong)
+    text = str(info.value)
+    assert text.startswith(f"pre-flight: worker {worker}") and f"cannot write to the output location {out}" in text
+    assert "not-the-secret" not in text and "\n" not in text
