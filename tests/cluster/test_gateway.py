@@ -121,3 +121,25 @@ def test_a_job_through_the_gateway_scales_1_3_1_and_equals_a_local_run(gateway, 
     print(f"\njob seconds: LocalCluster (1 worker) {local.seconds:.1f}, Dask Gateway (1 -> 3 -> 1 workers) "
           f"{results[0].seconds:.1f}; back to 1 worker {back_to_one - shrinking:.1f} s after asking, "
           f"{finished[0] - back_to_one:.1f} s before the job's end")
+
+
+def test_an_adaptive_gateway_cluster_is_owned_and_shut_down_once(gateway, monkeypatch):
+    """min/max make the Gateway scale the cluster itself (its minimum is started without any work); closing the
+    connection shuts the cluster it created down, and closing again does nothing."""
+    from dask_gateway import BasicAuth, Gateway
+
+    from geoproc.run.cluster import connect
+
+    monkeypatch.setenv("GEOPROC_GATEWAY_USER", "geoproc-test")
+    monkeypatch.setenv("GEOPROC_GATEWAY_PASSWORD", gateway.password)
+    conn = connect(f"gateway:{gateway.address}?auth=basic&min=1&max=2")
+    with conn as client:
+        assert _wait(lambda: _workers(client) == 1, 60, "the adaptive minimum of 1 worker")
+        assert client.submit(sum, [1, 2]).result() == 3
+        assert client.scheduler.address.startswith("gateway://")  # TLS through the Gateway's proxy
+    conn.close()
+    operator = Gateway(gateway.address, auth=BasicAuth("geoproc-test", gateway.password))
+    try:
+        assert _wait(lambda: not operator.list_clusters(), 30, "the cluster to be shut down")
+    finally:
+        close_gateway(operator)
