@@ -214,6 +214,7 @@ def run_job(
     checks = check_mode(preflight or spec.preflight)
     with connect(cluster_spec, n_workers=n_workers) as client:
         dashboard = client.dashboard_link
+        log(f"dask cluster: {cluster_spec.describe()}")
         log(f"dask dashboard: {dashboard}")
         if checks != "off":
             report = check_workers(client, input_href=input_href(items, load_args.get("bands")), output=spec.output,
