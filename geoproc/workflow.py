@@ -212,9 +212,10 @@ def run_job(
 
     failed: BaseException | None = None
     checks = check_mode(preflight or spec.preflight)
-    with connect(cluster_spec, n_workers=n_workers) as client:
+    connection = connect(cluster_spec, n_workers=n_workers)
+    with connection as client:
         dashboard = client.dashboard_link
-        log(f"dask cluster: {cluster_spec.describe()}")
+        log(f"dask cluster: {connection.spec.describe()}")
         log(f"dask dashboard: {dashboard}")
         if checks != "off":
             report = check_workers(client, input_href=input_href(items, load_args.get("bands")), output=spec.output,
