@@ -247,9 +247,17 @@ class GridSpec:
                 col += w
             row += h
 
+    def __reduce__(self):
+        # six floats instead of an Affine (whose pickling goes through attrs): every read task carries a grid
+        return (_grid, (self.crs, tuple(self.transform)[:6], self.shape))
+
     def to_dict(self) -> dict:
         """A JSON-friendly description (used in provenance metadata)."""
         return {"crs": self.crs, "transform": list(self.transform)[:6], "shape": list(self.shape)}
+
+
+def _grid(crs: str, transform: tuple[float, ...], shape: tuple[int, int]) -> GridSpec:
+    return GridSpec(crs, Affine(*transform), shape)
 
 
 def _snap(index: float, direction, tolerance: float = SNAP_TOLERANCE) -> int:

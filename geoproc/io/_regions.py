@@ -1,5 +1,6 @@
-"""Writing the regions of a prepared store: one task per compute chunk, each writing its Zarr chunks and then
-recording itself done; and the finish (consolidated metadata, manifest ``complete``, STAC Item).
+"""Writing the regions of a prepared store: one task per compute chunk, each writing its Zarr chunks (and those
+of every overview level, computed from the same values) and then recording itself done; and the finish
+(consolidated metadata, manifest ``complete``, STAC Item, and a STAC Collection for a time series).
 
 :class:`Write` holds a write whose checks and template are done (see :func:`geoproc.io.zarr.to_zarr`). It
 knows every region of the result and which are already written, and gives the dask graph of any set of
@@ -10,6 +11,7 @@ the same bytes either way.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
 import time
@@ -22,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import OutputError
+from ._overviews import downsample
 from ._target import _reason, _Target
 from .storage import Location, S3Options, object_store, zarr_store
 
@@ -52,6 +55,10 @@ class _Output:
     variable: str
     token: str  # one per to_zarr call: a later write to the same URL never reuses an array opened for this one
     write: int  # the write's number in the manifest: its markers go to done/<write>/
+    levels: int = 0  # overview levels: the variable is then at <0>/<variable>, level l at <l>/<variable>
+    resampling: str = "mean"
+    nodata: float | None = None
+    axes: tuple[int, int] = (-2, -1)  # positions of y and x in the variable's dims
 
     def open(self):
         return _open_output(self)
@@ -61,20 +68,39 @@ class _Output:
 def _open_output(output: _Output):
     import zarr
 
-    array = zarr.open_array(zarr_store(output.loc, output.opts), path=output.variable, mode="r+")
-    return array, object_store(output.manifest_loc, output.opts)
+    store = zarr_store(output.loc, output.opts)
+    if not output.levels:
+        arrays = [zarr.open_array(store, path=output.variable, mode="r+")]
+    else:
+        arrays = [zarr.open_array(store, path=f"{level}/{output.variable}", mode="r+") for level in range(output.levels + 1)]
+    return arrays, object_store(output.manifest_loc, output.opts)
+
+
+def _level_region(region: tuple[slice, ...], shape: tuple[int, ...], axes: tuple[int, int], factor: int) -> tuple[slice, ...]:
+    """Where the block written to ``region`` lies in a level ``factor`` times coarser along ``axes``."""
+    out = list(region)
+    for axis in axes:
+        start = region[axis].start // factor  # a multiple of factor: chunks are multiples of 2**levels
+        out[axis] = slice(start, start + shape[axis])
+    return tuple(out)
 
 
 def _write_block(block: np.ndarray, store: _Output, offsets: tuple[int, ...], url: str, block_info=None) -> np.ndarray:
     """Write one compute chunk into its Zarr region, then mark the region done (module level: pickled by reference)."""
     import obstore
 
-    target, markers = store.open()
+    arrays, markers = store.open()
+    target = arrays[0]
     variable, opts = store.variable, store.opts
     location = block_info[0]["array-location"]
     starts = [a + off for (a, _), off in zip(location, offsets)]
     region = tuple(slice(s, s + (b - a)) for s, (a, b) in zip(starts, location))
     values = np.asarray(block).astype(target.dtype, copy=False)
+    axes = tuple(a % values.ndim for a in store.axes)
+    levels = []  # each overview level's values and region, from this block alone (before any write)
+    for level, array in enumerate(arrays[1:], start=1):
+        small = downsample(values, 2**level, store.resampling, store.nodata, axes)
+        levels.append((array, _level_region(region, small.shape, axes, 2**level), small))
     # Writing whole chunks is idempotent, so a region is simply written again after a failure that
     # the client's own retries gave up on (a request cut by a store that went away mid-flight),
     # until the retry budget is spent.
@@ -83,6 +109,8 @@ def _write_block(block: np.ndarray, store: _Output, offsets: tuple[int, ...], ur
     while True:
         try:
             target[region] = values
+            for array, where, small in levels:
+                array[where] = small
             obstore.put(markers, f"done/{store.write}/" + _region_key(variable, starts, values.shape), b"")
             break
         except Exception as exc:
@@ -108,8 +136,46 @@ def _transient(exc: BaseException) -> bool:
     return type(exc).__name__ not in ("PermissionDeniedError", "UnauthenticatedError") and "NoSuchBucket" not in text
 
 
-def _finish(_written, target: _Target, manifest: dict, item: dict | None) -> str:
-    """Consolidate metadata, mark the manifest complete and write the STAC Item (the last task)."""
+COLLECTION_SUFFIX = ".stac-collection.json"
+
+
+def _put_beside(target: _Target, suffix: str, doc: dict) -> None:
+    """Write ``doc`` as JSON beside the store (``<store><suffix>``), atomically on local disk."""
+    import json
+    import os
+
+    import obstore
+
+    body = json.dumps(doc, indent=1).encode()
+    if target.loc.is_local:
+        tmp = f"{target.loc.path}{suffix}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            fh.write(body)
+        os.replace(tmp, target.loc.path + suffix)
+        return
+    parent = target.loc.path.rsplit("/", 1)[0] if "/" in target.loc.path else ""
+    obstore.put(object_store(target.loc, target.opts, prefix=parent), target.loc.name + suffix, body)
+
+
+def _delete_beside(target: _Target, suffix: str) -> None:
+    """Remove ``<store><suffix>`` if it is there (an overwrite replaces the store and what describes it)."""
+    import os
+
+    import obstore
+
+    if target.loc.is_local:
+        if os.path.exists(target.loc.path + suffix):
+            os.remove(target.loc.path + suffix)
+        return
+    parent = target.loc.path.rsplit("/", 1)[0] if "/" in target.loc.path else ""
+    try:
+        obstore.delete(object_store(target.loc, target.opts, prefix=parent), target.loc.name + suffix)
+    except FileNotFoundError:
+        pass
+
+
+def _finish(_written, target: _Target, manifest: dict, item: dict | None, collection: dict | None = None) -> str:
+    """Consolidate metadata, mark the manifest complete and write the STAC Item and Collection (the last task)."""
     import zarr
 
     try:
@@ -119,6 +185,8 @@ def _finish(_written, target: _Target, manifest: dict, item: dict | None) -> str
         target.write_manifest({**manifest, "status": "complete", "completed": _now()})
         if item is not None:
             target.put_item(item)
+        if collection is not None:
+            _put_beside(target, COLLECTION_SUFFIX, collection)
     except Exception as exc:
         raise OutputError(
             f"every region of {target.url} is written, but finishing the store failed: {_reason(exc, target.opts)}; "
@@ -176,6 +244,14 @@ class Write:
         Keys of the regions written by this write or an earlier one (skipped).
     item
         The STAC Item to write beside the store at the finish, or None.
+    token
+        One per write call: names its dask layers.
+    levels
+        Overview levels written by each region's task (0: none).
+    resampling
+        Per variable, how its overviews are computed (``mean``, ``mode``, ``nearest``).
+    collection
+        The STAC Collection to write beside the store at the finish (time series), or None.
     """
 
     target: _Target
@@ -186,11 +262,20 @@ class Write:
     done: set[str]
     item: dict | None = None
     token: str = ""
+    levels: int = 0
+    resampling: dict[str, str] = field(default_factory=dict)
+    collection: dict | None = None
     _arrays: dict[str, da.Array] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for name, var in self.ds.data_vars.items():
-            output = _Output(self.target.loc, self.target.manifest_loc, self.target.opts, name, self.token, self.write)
+            nodata = var.attrs.get("nodata")
+            output = _Output(
+                self.target.loc, self.target.manifest_loc, self.target.opts, name, self.token, self.write,
+                levels=self.levels, resampling=self.resampling.get(name, "mean"),
+                nodata=None if nodata is None else float(nodata),
+                axes=(var.dims.index("y"), var.dims.index("x")) if self.levels else (-2, -1),
+            )
             # name and meta given: dask would otherwise tokenize the arguments and call the function on an empty block
             self._arrays[name] = da.map_blocks(
                 _write_block, var.data, dtype=bool, chunks=tuple((1,) * n for n in var.data.numblocks),
@@ -232,9 +317,21 @@ class Write:
         from dask.array.optimization import optimize
         from dask.highlevelgraph import HighLevelGraph
 
+        from dask._task_spec import Alias
+
         if self._graph is None:
             self._graph = HighLevelGraph.merge(*(a.__dask_graph__() for a in self._arrays.values()))
-        return dict(optimize(self._graph, [self.key(b) for b in blocks]))
+        keys = [self.key(b) for b in blocks]
+        dsk = dict(optimize(self._graph, keys))
+        # dask names a fused task after its chain and leaves an alias under the requested key: give the
+        # fused task the key itself (half the tasks for the scheduler to hold; nothing else depends on it)
+        for key in keys:
+            node = dsk.get(key)
+            if isinstance(node, Alias) and node.target in dsk:
+                fused = copy.copy(dsk.pop(node.target))
+                fused.key = key
+                dsk[key] = fused
+        return dsk
 
     def carry_over(self) -> None:
         """Record under this write the regions an earlier write already stored (so that counts add up)."""
@@ -251,10 +348,10 @@ class Write:
         dsk = self.graph(blocks)
         key = f"geoproc-finish-{self.token}"
         dsk[key] = Task(key, _finish, List(*(TaskRef(self.key(b)) for b in blocks)), self.target, self.manifest,
-                        self.item)
+                        self.item, self.collection)
         return Delayed(key, dsk)
 
     def finish(self) -> str:
-        """Consolidate the metadata, mark the manifest complete, write the STAC Item; returns the URL."""
-        return _finish(None, self.target, self.manifest, self.item)
+        """Consolidate the metadata, mark the manifest complete, write the STAC Item (and Collection); returns the URL."""
+        return _finish(None, self.target, self.manifest, self.item, self.collection)
 
