@@ -21,6 +21,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 from . import accessor as _accessor  # noqa: F401,E402  (registers .geoproc)
 from .change import burn_severity, change, change_mask, otsu_threshold  # noqa: E402
 from .classify import classify  # noqa: E402
+from .predict import predict  # noqa: E402
 from .compositing import composite  # noqa: E402
 from .edges import canny, sobel  # noqa: E402
 from .enhance import adjust_gamma, clahe, equalize_hist, percentiles, rgb, stretch  # noqa: E402
@@ -42,6 +43,9 @@ from .texture import glcm  # noqa: E402
 from .bfast import bfast_monitor  # noqa: E402
 from .ccdc import ccdc_segments  # noqa: E402
 from .timeseries import harmonic_fit  # noqa: E402
+from .zonal import zonal_stats  # noqa: E402
+from .segment import felzenszwalb, label, object_stats  # noqa: E402
+from .vectorize import vectorize  # noqa: E402
 
 __all__ = [
     "search",
@@ -71,6 +75,7 @@ __all__ = [
     "sobel",
     "canny",
     "classify",
+    "predict",
     "composite",
     "change",
     "change_mask",
@@ -79,6 +84,11 @@ __all__ = [
     "harmonic_fit",
     "bfast_monitor",
     "ccdc_segments",
+    "zonal_stats",
+    "label",
+    "object_stats",
+    "felzenszwalb",
+    "vectorize",
     "to_zarr",
     "to_cog",
     "explore",

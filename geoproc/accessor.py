@@ -13,6 +13,7 @@ import xarray as xr
 
 from .change import burn_severity, change, change_mask, otsu_threshold
 from .classify import classify
+from .predict import predict
 from .compositing import composite
 from .edges import canny, sobel
 from .enhance import adjust_gamma, clahe, equalize_hist, percentiles, rgb, stretch
@@ -30,6 +31,9 @@ from .texture import glcm
 from .bfast import bfast_monitor
 from .ccdc import ccdc_segments
 from .timeseries import harmonic_fit
+from .zonal import zonal_stats
+from .segment import felzenszwalb, label, object_stats
+from .vectorize import vectorize
 
 #: accessor method name -> public function; kept in step with ``geoproc.__all__`` by a test
 ALIASES = {
@@ -55,6 +59,7 @@ ALIASES = {
     "sobel": sobel,
     "canny": canny,
     "classify": classify,
+    "predict": predict,
     "composite": composite,
     "change": change,
     "change_mask": change_mask,
@@ -63,6 +68,11 @@ ALIASES = {
     "harmonic_fit": harmonic_fit,
     "bfast_monitor": bfast_monitor,
     "ccdc_segments": ccdc_segments,
+    "zonal_stats": zonal_stats,
+    "label": label,
+    "object_stats": object_stats,
+    "felzenszwalb": felzenszwalb,
+    "vectorize": vectorize,
     "to_zarr": to_zarr,
     "to_cog": to_cog,
     "explore": explore,
