@@ -1,4 +1,5 @@
-"""Write results to Zarr v3 (local or S3) with their grid and provenance: template first, then regions.
+"""Write results to Zarr (v3, or v2 for older readers; local or S3) with their grid, provenance and optional
+overviews: template first, then regions.
 
 How a write goes:
 
@@ -17,7 +18,14 @@ How a write goes:
    are not computed again.
 4. **Finish**: consolidated metadata, the manifest's ``status`` set to
    ``complete``, and a STAC Item describing the output beside the store
-   (``<store>.stac-item.json``).
+   (``<store>.stac-item.json``); for a time series (a ``time`` dimension) also
+   a STAC Collection whose temporal extent spans its dates
+   (``<store>.stac-collection.json``).
+
+With ``overviews``, the store follows the ``multiscales`` convention: the full
+resolution in group ``0``, downsampled levels in sibling groups ``1``, ``2``, ...,
+each written by the task that writes the full-resolution region it covers
+(:mod:`geoproc.io._overviews`).
 
 An interrupted or failed write leaves a store whose manifest says
 ``writing``; :func:`open_result` refuses it, and the same job with
@@ -41,9 +49,10 @@ import xarray as xr
 from ..errors import InvalidArgumentError, OutputError
 from .._provenance import PROVENANCE_KEYS, collect, merge
 from .geozarr import geozarr
-from ._regions import Write, _now
-from ._target import _json_safe, _s3_error, _Target
-from .output_item import output_item
+from ._overviews import MULTISCALES_CONVENTION, level_chunks, level_dataset, multiscales_attrs, plan_levels
+from ._regions import COLLECTION_SUFFIX, Write, _delete_beside, _now
+from ._target import ITEM_SUFFIX, _json_safe, _s3_error, _Target
+from .output_item import output_item, store_collection
 from .storage import zarr_store
 
 __all__ = ["to_zarr", "open_result", "output_status", "MODES"]
@@ -120,8 +129,11 @@ def _zarr_chunks(ds: xr.Dataset, append_dim: str, inner: int | None) -> dict[str
     return plan
 
 
-def _encoding(ds: xr.Dataset, chunking: dict, level: int) -> dict:
-    from zarr.codecs import ZstdCodec
+def _encoding(ds: xr.Dataset, chunking: dict, level: int, zarr_format: int = 3) -> dict:
+    if zarr_format == 2:
+        from numcodecs import Zstd as ZstdCodec  # Zarr v2's codec (GDAL >= 3.4 reads it)
+    else:
+        from zarr.codecs import ZstdCodec
 
     enc = {}
     for name in ds.data_vars:
@@ -129,6 +141,23 @@ def _encoding(ds: xr.Dataset, chunking: dict, level: int) -> dict:
         if chunking[name]["shards"]:
             enc[name]["shards"] = chunking[name]["shards"]
     return enc
+
+
+def _level_encoding(ds: xr.Dataset, chunking: dict, level: int, factor: int, zarr_format: int) -> dict:
+    """A level's encoding: the compute chunk (the shard, if sharded) divided by ``factor`` along y and x."""
+    enc = _encoding(ds, {name: {"chunks": level_chunks(c["shards"] or c["chunks"], ds[name].dims, factor), "shards": None}
+                         for name, c in chunking.items()}, level, zarr_format)
+    return enc
+
+
+def _layout(target: _Target) -> tuple[int, int]:
+    """The existing store's Zarr format and number of overview levels."""
+    import zarr
+
+    group = zarr.open_group(zarr_store(target.loc, target.opts), mode="r")
+    multiscales = group.attrs.get("multiscales")
+    levels = len(multiscales["layout"]) - 1 if isinstance(multiscales, Mapping) and "layout" in multiscales else 0
+    return int(group.metadata.zarr_format), levels
 
 
 def _grid_fingerprint(ds: xr.Dataset, append_dim: str) -> dict:
@@ -181,10 +210,10 @@ def _same_crs(a: str, b: str) -> bool:
     return CRS.from_wkt(a) == CRS.from_wkt(b)
 
 
-def _open_existing(target: _Target) -> xr.Dataset:
+def _open_existing(target: _Target, levels: int = 0) -> xr.Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        return xr.open_zarr(zarr_store(target.loc, target.opts), consolidated=False)
+        return xr.open_zarr(zarr_store(target.loc, target.opts), consolidated=False, group="0" if levels else None)
 
 
 def to_zarr(
@@ -199,6 +228,9 @@ def to_zarr(
     compression_level: int = 3,
     shard_inner_chunk: int | None = None,
     stac_item: bool = True,
+    zarr_format: int | None = None,
+    overviews: bool | int = False,
+    overview_resampling: str | Mapping[str, str] = "auto",
 ):
     """Write ``data`` to a Zarr v3 store (local or S3) with its CRS, transform and provenance; resumable.
 
@@ -234,7 +266,26 @@ def to_zarr(
         inner chunks (many small chunks, few objects). Default: one Zarr chunk per
         compute chunk (one date each along ``append_dim``).
     stac_item
-        Write a STAC Item describing the output beside the store.
+        Write a STAC Item describing the output beside the store
+        (``<url>.stac-item.json``) and, for a time series (a ``time``
+        dimension), a STAC Collection whose temporal extent spans its dates
+        (``<url>.stac-collection.json``).
+    zarr_format
+        3 (the default for a new store) or 2, for readers whose GDAL predates
+        Zarr v3 support (3.10, in rasterio's wheels, opens v2 stores only).
+        Resume and append keep the store's own format.
+    overviews
+        Also write downsampled levels (True: halve until the larger side is at
+        most 256 px; an int: that many levels), each half the resolution of the
+        one before, as ``multiscales`` (the full resolution in group ``0``,
+        level ``l`` in group ``l``; open one with ``open_result(url, level=l)``
+        or all with ``xr.open_datatree``). Each level is computed in the task
+        that writes the full-resolution chunk it covers, so the compute chunks
+        along ``y`` and ``x`` must be multiples of ``2**levels``.
+    overview_resampling
+        ``"auto"`` (mean ignoring NaN and nodata for floats; the most frequent
+        value for integers and booleans, i.e. classes and masks), or one of
+        ``"mean"``, ``"mode"``, ``"nearest"``, or a dict of them per variable.
 
     Returns
     -------
@@ -277,7 +328,8 @@ def to_zarr(
         geoproc.to_zarr(composite, "s3://bucket/ndvi.zarr", mode="resume")
     """
     w = begin_write(data, url, mode=mode, attrs=attrs, storage_options=storage_options, append_dim=append_dim,
-                    compression_level=compression_level, shard_inner_chunk=shard_inner_chunk, stac_item=stac_item)
+                    compression_level=compression_level, shard_inner_chunk=shard_inner_chunk, stac_item=stac_item,
+                    zarr_format=zarr_format, overviews=overviews, overview_resampling=overview_resampling)
     finish = w.delayed(w.pending())
     if not compute:
         return finish
@@ -295,6 +347,9 @@ def begin_write(
     compression_level: int = 3,
     shard_inner_chunk: int | None = None,
     stac_item: bool = True,
+    zarr_format: int | None = None,
+    overviews: bool | int = False,
+    overview_resampling: str | Mapping[str, str] = "auto",
 ) -> Write:
     """Steps 1 and 2 of :func:`to_zarr` (checks, template, manifest ``writing``): a :class:`Write` whose
     regions are yet to run, as one graph or tile by tile (:mod:`geoproc.run.tiles`)."""
@@ -302,10 +357,16 @@ def begin_write(
         raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not 1 <= int(compression_level) <= 22:
         raise InvalidArgumentError(f"compression_level must be 1..22 (zstd), got {compression_level}")
+    if zarr_format not in (None, 2, 3):
+        raise InvalidArgumentError(f"zarr_format must be 3 or 2, got {zarr_format!r}")
+    if zarr_format == 2 and shard_inner_chunk:
+        raise InvalidArgumentError("shard_inner_chunk needs Zarr v3 (shards are a v3 codec); drop it, or use zarr_format=3")
     how = MODES[mode]
     target = _Target(url, storage_options)
     ds = _as_dataset(data, attrs)
     chunking = _zarr_chunks(ds, append_dim, shard_inner_chunk)
+    levels, resampling = plan_levels(ds, overviews, overview_resampling)
+    fmt = zarr_format or 3
 
     # 1. checks, before any compute
     target.check_writable()
@@ -324,10 +385,23 @@ def begin_write(
             "finish an interrupted write of the same job, or choose another URL"
         )
     if exists and how in ("resume", "append"):
-        existing = _open_existing(target)
+        stored_format, stored_levels = _layout(target)
+        if zarr_format is not None and zarr_format != stored_format:
+            raise OutputError(
+                f"output {target.url} is a Zarr v{stored_format} store, this write asks for v{zarr_format}; leave "
+                f"zarr_format out to keep the store's, or pass mode='w' to replace it"
+            )
+        if stored_levels != levels:
+            raise OutputError(
+                f"output {target.url} has {stored_levels} overview level(s), this write {levels}; pass "
+                f"overviews={stored_levels or False} as the first write did, or mode='w' to replace it"
+            )
+        fmt = stored_format
+        existing = _open_existing(target, levels)
         _check_compatible(target, ds, existing, append_dim, chunking)
     if how == "overwrite" and exists:
         target.delete_all()
+        _delete_beside(target, COLLECTION_SUFFIX)
         exists, manifest = False, None
 
     # 2. template (or what to skip)
@@ -358,16 +432,27 @@ def begin_write(
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", category=UserWarning)
-                    ds.to_zarr(zarr_store(target.loc, target.opts), mode="a", append_dim=append_dim, compute=False,
-                               consolidated=False, zarr_format=3)
+                    for group, part in _groups(ds, levels, chunking):
+                        part.to_zarr(zarr_store(target.loc, target.opts), mode="a", append_dim=append_dim,
+                                     compute=False, consolidated=False, zarr_format=fmt, group=group)
             except Exception as exc:
                 raise target.error("cannot extend", exc, "check the store and the credentials") from None
     if write_template:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)
-                ds.to_zarr(zarr_store(target.loc, target.opts), mode="w", zarr_format=3, consolidated=False,
-                           compute=False, encoding=_encoding(ds, chunking, int(compression_level)))
+                for level, (group, part) in enumerate(_groups(ds, levels, chunking)):
+                    encoding = _encoding(ds, chunking, int(compression_level), fmt) if level == 0 else \
+                        _level_encoding(ds, chunking, int(compression_level), 2**level, fmt)
+                    part.to_zarr(zarr_store(target.loc, target.opts), mode="w", zarr_format=fmt, consolidated=False,
+                                 compute=False, encoding=encoding, group=group)
+                if levels:  # the root group: what the store is (provenance, grid) and its multiscales layout
+                    import zarr
+
+                    root = zarr.open_group(zarr_store(target.loc, target.opts), mode="r+", zarr_format=fmt)
+                    conventions = [*ds.attrs.get("zarr_conventions", []), dict(MULTISCALES_CONVENTION)]
+                    root.attrs.update(_json_safe({**ds.attrs, "zarr_conventions": conventions,
+                                                  **multiscales_attrs(ds, levels, resampling)}))
         except OutputError:
             raise
         except Exception as exc:
@@ -383,18 +468,35 @@ def begin_write(
         "regions_total": total,
         "started": _now(),
         "chunks": {name: list(c["chunks"]) for name, c in chunking.items()},
+        "zarr_format": fmt,
+        "overviews": levels,
         "geoproc_version": ds.attrs["geoproc_version"],
     }
     target.write_manifest(manifest)
 
     # 3. the regions, each one task, of which those not yet recorded as done are pending
-    item = None
+    item = collection = None
     if stac_item:  # after an append, the item describes the whole store, earlier dates included
-        described = _open_existing(target) if how == "append" else ds
-        item = output_item(described, target.url, target.loc.name)
-    w = Write(target, ds, manifest, write, offsets, done, item, token=uuid.uuid4().hex)
+        described = _open_existing(target, levels) if how == "append" else ds
+        media = f"application/vnd.zarr; version={fmt}"
+        title = f"Zarr v{fmt} store (consolidated metadata)" + (f", {levels} overview level(s)" if levels else "")
+        item = output_item(described, target.url, target.loc.name, media_type=media, title=title)
+        if "time" in described.dims:  # a time series: a Collection whose temporal extent spans its dates
+            collection = store_collection(described, target.url, target.loc.name,
+                                          item_href=f"./{target.loc.name}{ITEM_SUFFIX}")
+            collection["assets"]["data"].update(type=media, title=title)
+    w = Write(target, ds, manifest, write, offsets, done, item, token=uuid.uuid4().hex, levels=levels,
+              resampling=resampling, collection=collection)
     w.carry_over()
     return w
+
+
+def _groups(ds: xr.Dataset, levels: int, chunking: dict) -> list[tuple[str | None, xr.Dataset]]:
+    """The store's groups and their (template) datasets: the root alone, or ``0`` and every level."""
+    if not levels:
+        return [(None, ds)]
+    compute = {name: c["shards"] or c["chunks"] for name, c in chunking.items()}
+    return [("0", ds)] + [(str(level), level_dataset(ds, level, compute)) for level in range(1, levels + 1)]
 
 
 def _append_start(target: _Target, ds: xr.Dataset, existing: xr.Dataset, dim: str) -> tuple[int, bool]:
@@ -433,8 +535,13 @@ def output_status(url: str | os.PathLike, *, storage_options: Mapping[str, Any] 
     return manifest
 
 
-def open_result(url: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None) -> xr.Dataset:
+def open_result(
+    url: str | os.PathLike, *, storage_options: Mapping[str, Any] | None = None, level: int = 0
+) -> xr.Dataset:
     """Open a store written by :func:`to_zarr`, lazily, with its CRS; refuses an unfinished write.
+
+    ``level`` opens an overview level of a store written with ``overviews``
+    (0, the default: the full resolution; ``l``: ``2**l`` times coarser).
 
     Examples
     --------
@@ -443,6 +550,12 @@ def open_result(url: str | os.PathLike, *, storage_options: Mapping[str, Any] | 
     >>> result = geoproc.open_result("out/red.zarr")
     >>> result.rio.crs.to_epsg(), result.red.dims
     (32633, ('time', 'y', 'x'))
+
+    A store with overviews: each level is half the resolution of the one before.
+
+    >>> _ = geoproc.to_zarr(ds, "out/red-overviews.zarr", overviews=2)
+    >>> [geoproc.open_result("out/red-overviews.zarr", level=k).rio.resolution() for k in range(3)]
+    [(40.0, -40.0), (80.0, -80.0), (160.0, -160.0)]
     """
     target = _Target(url, storage_options)
     try:
@@ -460,6 +573,12 @@ def open_result(url: str | os.PathLike, *, storage_options: Mapping[str, Any] | 
             f"the write of {target.url} is unfinished ({done} of {manifest.get('regions_total')} regions written); "
             "rerun the job with mode='resume' (CLI: --resume) to finish it"
         )
+    levels = manifest.get("overviews", 0) if manifest is not None else _layout(target)[1]
+    if not 0 <= int(level) <= levels:
+        raise InvalidArgumentError(
+            f"level must be 0..{levels} for {target.url}" + ("" if levels else " (it was written without overviews)")
+        )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
-        return xr.open_zarr(zarr_store(target.loc, target.opts), consolidated=manifest is not None or None)
+        return xr.open_zarr(zarr_store(target.loc, target.opts), consolidated=manifest is not None or None,
+                            group=str(int(level)) if levels else None)
