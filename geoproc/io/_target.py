@@ -100,11 +100,12 @@ class _Target:
                 "Remove it yourself or choose another path"
             )
         store = object_store(self.loc, self.opts)
-        try:
-            obstore.head(store, "zarr.json")
-            return True
-        except FileNotFoundError:
-            pass
+        for root in ("zarr.json", ".zgroup"):  # Zarr v3, v2 (zarr_format=2)
+            try:
+                obstore.head(store, root)
+                return True
+            except FileNotFoundError:
+                pass
         if next(iter(obstore.list(store, chunk_size=1)), []):
             raise OutputError(
                 f"output {self.url} holds objects but no Zarr store; geoproc only replaces Zarr stores. "

@@ -94,3 +94,32 @@ def test_v2_overview_levels_open_in_gdal(tmp_path):
             assert tuple(src.transform)[:6] == (RES * f, 0.0, X0, 0.0, -RES * f, Y0)
             assert src.shape == (40 // f, 56 // f)
             np.testing.assert_array_equal(src.read(1), geoproc.open_result(path, level=level).ndvi.values)
+
+
+def test_v2_with_overviews_on_s3_resumes_and_finishes(s3_server):
+    """On an object store: a v2 store is found again by resume (its root is .zgroup, not zarr.json), its overview
+    levels are written region by region, and the time series gets its Collection beside it."""
+    import uuid
+
+    opts = s3_server.storage_options()
+    url = f"s3://{s3_server.bucket}/{uuid.uuid4().hex[:8]}/ts.zarr"
+    ds = _series()
+    w = begin_write(ds, url, storage_options=opts, zarr_format=2, overviews=1)
+    some = w.pending()[:5]
+    dask.threaded.get(w.graph(some), [w.key(b) for b in some])
+    geoproc.to_zarr(ds, url, storage_options=opts, mode="resume", overviews=1)
+    status = output_status(url, storage_options=opts)
+    assert status["status"] == "complete" and status["zarr_format"] == 2
+    level = geoproc.open_result(url, storage_options=opts, level=1).load()
+    with np.errstate(all="ignore"):
+        reference = ds.ndvi.load().astype("float64").coarsen(y=2, x=2, boundary="pad").mean()
+    np.testing.assert_allclose(level.ndvi.values, reference.values, rtol=1e-6)
+    import obstore
+    from obstore.store import S3Store
+
+    bucket = S3Store(s3_server.bucket, endpoint=s3_server.endpoint, access_key_id=s3_server.access_key,
+                     secret_access_key=s3_server.secret_key, region="us-east-1", client_options={"allow_http": True})
+    prefix = url.split("/", 3)[3]
+    assert bytes(obstore.get(bucket, f"{prefix}/.zgroup").bytes())
+    coll = json.loads(bytes(obstore.get(bucket, f"{prefix}.stac-collection.json").bytes()))
+    assert coll["extent"]["temporal"]["interval"] == [["2024-05-01T00:00:00Z", "2024-05-11T00:00:00Z"]]
