@@ -8,8 +8,8 @@ Two coverage rules give each pixel a weight per polygon:
 
 * ``"centre"``: weight 1 where the pixel's centre lies inside the polygon (GDAL's rasterisation rule, as
   rasterio.features.rasterize and rasterstats use it).
-* ``"fraction"``: the exact fraction of the pixel's area inside the polygon (as exactextract computes it): 1 for a
-  pixel inside, the area of the pixel clipped by the polygon for one its boundary crosses.
+* ``"fraction"``: the exact fraction of the pixel's area inside the polygon (as exactextract computes it): every
+  ring of the polygon clipped to the pixel (:func:`geoproc.kernels.zonal.rect_coverage`), 1 for a pixel inside.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import shapely
 
 from .errors import InvalidArgumentError
+from .kernels.zonal import rect_coverage
 
 __all__ = ["Polygons", "read_polygons", "block_weights"]
 
@@ -154,6 +155,14 @@ def _layers(geoms: np.ndarray) -> np.ndarray:
     return layers
 
 
+def _rings(g):
+    """All rings of a (multi)polygon, exteriors counter-clockwise and holes clockwise: ``(coords, ring starts)``."""
+    rings = shapely.get_rings(shapely.get_parts(shapely.orient_polygons(g)))
+    coords, which = shapely.get_coordinates(rings, return_index=True)
+    starts = np.r_[0, np.flatnonzero(np.diff(which)) + 1, len(which)].astype(np.int64)
+    return np.ascontiguousarray(coords), starts
+
+
 def block_weights(geoms, index, layers, transform, shape, coverage: str):
     """Pixels of one block that polygons cover: ``(zone index, flat pixel index, weight)``, sorted by zone.
 
@@ -187,13 +196,13 @@ def block_weights(geoms, index, layers, transform, shape, coverage: str):
                 continue
             cols, rows = np.meshgrid(np.arange(c0, c1), np.arange(r0, r1))
             cols, rows = cols.ravel(), rows.ravel()
-            boxes = shapely.box(c + cols * a, f + (rows + 1) * e, c + (cols + 1) * a, f + rows * e)
-            shapely.prepare(g)
-            frac = shapely.contains_properly(g, boxes).astype(np.float64)
-            edge = np.flatnonzero((frac == 0) & shapely.intersects(g, boxes))
-            if len(edge):
-                frac[edge] = shapely.area(shapely.intersection(g, boxes[edge])) / pixel_area
-            hit = np.flatnonzero(frac > 0)
+            # the area of the polygon inside each pixel of its window: each ring clipped to the pixel (numba)
+            px0, px1 = c + cols * a, c + (cols + 1) * a
+            py0, py1 = f + (rows + 1) * e, f + rows * e
+            coords, starts = _rings(g)
+            frac = rect_coverage(coords, starts, np.minimum(px0, px1), np.minimum(py0, py1), np.maximum(px0, px1),
+                                 np.maximum(py0, py1)) / pixel_area
+            hit = np.flatnonzero(frac > 1e-12)  # not the rounding noise of an edge laid along a pixel's side
             zs.append(np.full(len(hit), index[k]))
             px.append(rows[hit] * w + cols[hit])
             ws.append(np.minimum(frac[hit], 1.0))
