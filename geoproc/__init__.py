@@ -38,6 +38,7 @@ from .morphology import dilate, remove_small_objects  # noqa: E402
 from .pansharpen import pansharpen  # noqa: E402
 from .planning import plan  # noqa: E402
 from .spectral_mask import spectral_classes  # noqa: E402
+from .fmask import fmask_classes  # noqa: E402
 from .texture import glcm  # noqa: E402
 from .bfast import bfast_monitor  # noqa: E402
 from .ccdc import ccdc_segments  # noqa: E402
@@ -53,6 +54,7 @@ __all__ = [
     "read_report",
     "cloud_mask",
     "spectral_classes",
+    "fmask_classes",
     "dilate",
     "remove_small_objects",
     "ndvi",

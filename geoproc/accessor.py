@@ -26,6 +26,7 @@ from .masking import cloud_mask
 from .morphology import dilate, remove_small_objects
 from .pansharpen import pansharpen
 from .spectral_mask import spectral_classes
+from .fmask import fmask_classes
 from .texture import glcm
 from .bfast import bfast_monitor
 from .ccdc import ccdc_segments
@@ -38,6 +39,7 @@ from .vectorize import vectorize
 ALIASES = {
     "cloud_mask": cloud_mask,
     "spectral_classes": spectral_classes,
+    "fmask_classes": fmask_classes,
     "dilate": dilate,
     "remove_small_objects": remove_small_objects,
     "ndvi": ndvi,

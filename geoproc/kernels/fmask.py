@@ -1,0 +1,454 @@
+"""Fmask 4's scene-wide cloud probability and object-matched cloud shadows (kernels).
+
+Sources, cited in the code by short name:
+
+* **Z12**: Zhu & Woodcock (2012), "Object-based cloud and cloud shadow
+  detection in Landsat imagery", RSE 118, 83-94: the potential cloud pixel
+  tests, the clear-sky water and land probabilities, the dynamic land
+  threshold (82.5th percentile of clear-land probability plus a constant),
+  the cold-cloud and high-probability rules, and the shadow object matching
+  (similarity of the projected cloud with the potential shadow layer).
+* **Z15**: Zhu, Wang & Woodcock (2015), "Improvement and expansion of the
+  Fmask algorithm", RSE 159, 269-277: the cirrus probability (cirrus / 0.04)
+  added to both probabilities.
+* **Q19**: Qiu, Zhu & He (2019), "Fmask 4.0: Improved cloud and cloud shadow
+  detection in Landsats 4-8 and Sentinel-2 imagery", RSE 231, 111205: the
+  HOT brightness probability that replaces the temperature probability where
+  there is no thermal band, the dynamic water threshold, and the cloud
+  displacement index for Sentinel-2.
+* **F18**: Frantz, Hass, Uhl, Stoffels & Hill (2018), "Improvement of the
+  Fmask algorithm for Sentinel-2 images: separating clouds from bright
+  surfaces based on parallax effects", RSE 215, 471-481: the CDI.
+
+Kernels take decoded float32 reflectance (NaN = missing) as rows of a
+``(9, n)`` array in :data:`BAND_ROWS` order; a band that is absent is flagged
+in ``present`` and never read. Statistics are integer histograms of values
+quantised on fixed grids (:data:`HIST_GRIDS`): their sums over chunks do not
+depend on the chunking, so neither do the percentiles read from them.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .morphology import dilate_disk, majority
+from .spectral_mask import dark_pixels
+
+__all__ = [
+    "BAND_ROWS", "HIST_GRIDS", "PCP", "WATER", "SNOW", "NODATA", "CLOUD", "CLEAR_LAND", "CLEAR_WATER",
+    "fmask_histograms", "fmask_cloud_flags", "histogram_percentile", "cloud_displacement_index",
+    "label_objects", "match_shadows", "fmask_slice",
+]
+
+#: Rows of the band array the kernels take.
+BAND_ROWS = ("blue", "green", "red", "nir", "swir16", "swir22", "cirrus", "thermal", "cdi")
+# flags of fmask_cloud_flags
+PCP, WATER, SNOW, NODATA, CLOUD, CLEAR_LAND, CLEAR_WATER = 1, 2, 4, 8, 16, 32, 64
+#: ``(low, step, bins)`` of the histogram grids: brightness temperature (deg C), HOT (reflectance), probability.
+HIST_GRIDS = {"bt": (-100.0, 0.01, 30001), "hot": (-1.0, 1e-4, 20001), "prob": (-2.0, 1e-4, 50001)}
+_BT = HIST_GRIDS["bt"]
+_HOT = HIST_GRIDS["hot"]
+_PROB = HIST_GRIDS["prob"]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bin(v, low, step, bins):
+    i = int(np.floor((v - low) / step + 0.5))
+    return min(max(i, 0), bins - 1)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _q(v, low, step, bins):
+    """``v`` on the grid: the value the histogram holds for it."""
+    return low + _bin(v, low, step, bins) * step
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _pixel(bands, i, present, thr):
+    """Potential-cloud tests and probability inputs of pixel ``i``.
+
+    Returns ``(flags, variability, hot, water_brightness, cirrus_prob, bt)``
+    with ``flags`` of PCP, WATER, SNOW, NODATA, CLEAR_LAND, CLEAR_WATER.
+    ``thr``: swir22_min, ndsi_max, ndvi_max, whiteness_max, hot_offset,
+    nir_swir16_min, bt_max (deg C), snow_bt_max, cirrus_norm, cdi_max.
+    """
+    b, g, r, n8 = float(bands[0, i]), float(bands[1, i]), float(bands[2, i]), float(bands[3, i])
+    has_swir = present[4]
+    s1 = float(bands[4, i]) if has_swir else 0.0
+    s2 = float(bands[5, i]) if has_swir else 0.0
+    ci = float(bands[6, i]) if present[6] else 0.0
+    bt = float(bands[7, i]) if present[7] else 0.0
+    if np.isnan(b + g + r + n8 + s1 + s2 + ci + bt):
+        return np.int64(NODATA), 0.0, 0.0, 0.0, 0.0, 0.0
+    ndvi = (n8 - r) / (n8 + r)
+    mean_vis = (b + g + r) / 3.0
+    whiteness = (abs(b - mean_vis) + abs(g - mean_vis) + abs(r - mean_vis)) / mean_vis
+    hot = b - 0.5 * r
+    # Z12 basic test (SWIR-2.2, NDSI, NDVI, BT), whiteness, HOT; without SWIR (four-band mode) the
+    # SWIR, NDSI and NIR/SWIR tests are left out
+    pcp = ndvi < thr[2] and whiteness < thr[3] and hot - thr[4] > 0.0
+    variability = 1.0 - max(abs(ndvi), whiteness)  # Z12 variability probability
+    ndsi = 0.0
+    if has_swir:
+        ndsi = (g - s1) / (g + s1)
+        pcp = pcp and s2 > thr[0] and ndsi < thr[1] and n8 / s1 > thr[5]
+        variability = 1.0 - max(max(abs(ndvi), abs(ndsi)), whiteness)
+    if present[7]:
+        pcp = pcp and bt < thr[6]  # Z12 basic test: BT < 27 deg C
+    if present[8]:
+        cdi = float(bands[8, i])
+        pcp = pcp and not (cdi > thr[9])  # Q19 / F18: bright surfaces have CDI > -0.5
+    cirrus_prob = 0.0
+    if present[6]:
+        cirrus_prob = max(ci / thr[8], 0.0)  # Z15: cirrus probability
+        pcp = pcp or ci > 0.01  # Z15 cirrus test
+    water = (ndvi < 0.01 and n8 < 0.11) or (ndvi > 0.0 and ndvi < 0.1 and n8 < 0.05)  # Z12 water test
+    snow = has_swir and ndsi > 0.15 and n8 > 0.11 and g > 0.1 and (not present[7] or bt < thr[7])
+    f = np.int64((PCP if pcp else 0) | (WATER if water else 0) | (SNOW if snow else 0))
+    if not pcp:
+        if water:
+            # Z12 clear-sky water: water with SWIR-2.2 < 0.03 (all non-PCP water without SWIR)
+            if not has_swir or s2 < 0.03:
+                f |= CLEAR_WATER
+        else:
+            f |= CLEAR_LAND
+    # Z12 water brightness probability: min(SWIR-1.6, 0.11) / 0.11 (NIR in the four-band mode)
+    wb = min(s1 if has_swir else n8, 0.11) / 0.11
+    return f, variability, hot, wb, cirrus_prob, bt
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _probabilities(variability, hot, wb, cirrus_prob, bt, has_thermal, stats):
+    """Land and water cloud probabilities of one pixel.
+
+    ``stats``: t_low, t_high, t_water (deg C, 17.5th / 82.5th percentiles of
+    clear land, 82.5th of clear water; Z12) or hot_low, hot_high (17.5th /
+    82.5th percentiles of clear-land HOT; Q19).
+    """
+    if has_thermal:
+        t_low, t_high, t_water = stats[0], stats[1], stats[2]
+        temp = (t_high + 4.0 - bt) / (t_high + 4.0 - (t_low - 4.0))  # Z12 temperature probability
+        land = max(temp, 0.0) * variability
+        water = max((t_water - bt) / 4.0, 0.0) * wb  # Z12 water temperature x brightness probability
+    else:
+        span = stats[4] - stats[3]
+        bright = (hot - stats[3]) / span if span > 0 else 1.0  # Q19 HOT brightness probability, in [0, 1]
+        land = min(max(bright, 0.0), 1.0) * variability
+        water = wb
+    return land + cirrus_prob, water + cirrus_prob  # Z15: cirrus probability added
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def fmask_histograms(bands, present, thr, stage, stats, hist_a, hist_b, hist_c, counts):
+    """Add one chunk's clear-sky values to the scene histograms (``int64``, on :data:`HIST_GRIDS`).
+
+    ``stage`` 0: brightness temperature of clear land (``hist_a``) and clear
+    water (``hist_b``), HOT of clear land (``hist_c``), and in ``counts`` the
+    clear (not potential cloud) and the valid pixels. ``stage`` 1, with the
+    percentiles of stage 0 in ``stats``: land cloud probability of clear land
+    (``hist_a``) and water cloud probability of clear water (``hist_b``).
+    """
+    n = bands.shape[1]
+    for i in range(n):
+        f, vari, hot, wb, cp, bt = _pixel(bands, i, present, thr)
+        if f & NODATA:
+            continue
+        if stage == 0:
+            counts[1] += 1
+            if not f & PCP:
+                counts[0] += 1
+        land = (f & CLEAR_LAND) != 0
+        water = (f & CLEAR_WATER) != 0
+        if stage == 0:
+            if present[7]:
+                if land:
+                    hist_a[_bin(bt, _BT[0], _BT[1], _BT[2])] += 1
+                elif water:
+                    hist_b[_bin(bt, _BT[0], _BT[1], _BT[2])] += 1
+            if land:
+                hist_c[_bin(hot, _HOT[0], _HOT[1], _HOT[2])] += 1
+        elif land or water:
+            lp, wp = _probabilities(vari, hot, wb, cp, bt, present[7], stats)
+            if land:
+                hist_a[_bin(lp, _PROB[0], _PROB[1], _PROB[2])] += 1
+            else:
+                hist_b[_bin(wp, _PROB[0], _PROB[1], _PROB[2])] += 1
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def fmask_cloud_flags(bands, present, thr, stats, limits):
+    """Flags of each pixel with :data:`CLOUD` set as Fmask's potential cloud layer decides.
+
+    ``stats``: as :func:`fmask_histograms` takes them, then the share of clear
+    pixels in the valid ones. ``limits``: land threshold, water threshold
+    (each the 82.5th percentile of the clear pixels' probability plus the
+    cloud probability constant; NaN: no clear pixels of that surface, every
+    potential cloud pixel there is cloud), high-probability limit (Z12: 0.99;
+    NaN: off), the cold-cloud margin (Z12: 35 deg C below t_low; NaN: off) and
+    the least share of clear pixels (Z12: 0.1 %; below it every potential
+    cloud pixel is cloud). Cloud (Z12, Q19) = PCP and over the threshold of its
+    surface, or land with probability over the high limit, or BT below
+    ``t_low - margin``.
+    """
+    n = bands.shape[1]
+    out = np.empty(n, dtype=np.uint8)
+    for i in range(n):
+        f, vari, hot, wb, cp, bt = _pixel(bands, i, present, thr)
+        if f & NODATA:
+            out[i] = f
+            continue
+        lp, wp = _probabilities(vari, hot, wb, cp, bt, present[7], stats)
+        lp = _q(lp, _PROB[0], _PROB[1], _PROB[2])
+        wp = _q(wp, _PROB[0], _PROB[1], _PROB[2])
+        water = (f & WATER) != 0
+        pcp = (f & PCP) != 0
+        if not stats[5] > limits[4]:
+            cloud = pcp
+        elif water:
+            cloud = pcp and not (wp <= limits[1])
+        else:
+            cloud = (pcp and not (lp <= limits[0])) or lp > limits[2]
+        if present[7] and bt < stats[0] - limits[3]:
+            cloud = True
+        out[i] = f | (CLOUD if cloud else 0)
+    return out
+
+
+def histogram_percentile(hist: np.ndarray, q: float, grid: tuple[float, float, int]) -> float:
+    """``numpy.percentile(values, q)`` (linear method) of the values a histogram on ``grid`` counts.
+
+    NaN for an empty histogram.
+    """
+    total = int(hist.sum())
+    if total == 0:
+        return float("nan")
+    low, step, _ = grid
+    pos = q / 100.0 * (total - 1)
+    k = int(np.floor(pos))
+    frac = pos - k
+    cum = np.cumsum(hist)
+    lo = int(np.searchsorted(cum, k + 1))
+    hi = int(np.searchsorted(cum, min(k + 2, total)))
+    v_lo, v_hi = low + lo * step, low + hi * step
+    return float(v_lo + frac * (v_hi - v_lo))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def cloud_displacement_index(b7, b8, b8a, radius):
+    """F18's cloud displacement index of a 2-D block: ``(V7 - V8) / (V7 + V8)``.
+
+    ``V7``, ``V8``: variances of ``B7 / B8A`` and ``B8 / B8A`` over the
+    ``(2 radius + 1)`` square around each pixel (cut at the block's edges;
+    NaN pixels left out). Clouds, displaced between B8 and B8A by the
+    parallax of the detectors, come near -1; bright ground near 0 or above.
+    NaN where the window has fewer than 2 valid pixels.
+    """
+    h, w = b7.shape
+    out = np.empty((h, w), dtype=np.float32)
+    r7 = b7 / b8a
+    r8 = b8 / b8a
+    for y in range(h):
+        for x in range(w):
+            n = 0
+            s7 = 0.0
+            q7 = 0.0
+            s8 = 0.0
+            q8 = 0.0
+            for yy in range(max(0, y - radius), min(h, y + radius + 1)):
+                for xx in range(max(0, x - radius), min(w, x + radius + 1)):
+                    a = r7[yy, xx]
+                    c = r8[yy, xx]
+                    if np.isnan(a) or np.isnan(c):
+                        continue
+                    n += 1
+                    s7 += a
+                    q7 += a * a
+                    s8 += c
+                    q8 += c * c
+            if n < 2:
+                out[y, x] = np.nan
+                continue
+            v7 = max(q7 / n - (s7 / n) ** 2, 0.0)
+            v8 = max(q8 / n - (s8 / n) ** 2, 0.0)
+            out[y, x] = (v7 - v8) / (v7 + v8) if v7 + v8 > 0 else 0.0
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def label_objects(mask):
+    """8-connected components of a 2-D mask: ``(labels, count)``, labels 1..count in raster order of first pixel."""
+    h, w = mask.shape
+    labels = np.zeros((h, w), dtype=np.int32)
+    stack = np.empty(h * w, dtype=np.int64)
+    count = 0
+    for y0 in range(h):
+        for x0 in range(w):
+            if not mask[y0, x0] or labels[y0, x0]:
+                continue
+            count += 1
+            labels[y0, x0] = count
+            top = 0
+            stack[0] = y0 * w + x0
+            top = 1
+            while top > 0:
+                top -= 1
+                p = stack[top]
+                y, x = p // w, p % w
+                for dy in range(-1, 2):
+                    for dx in range(-1, 2):
+                        yy, xx = y + dy, x + dx
+                        if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and labels[yy, xx] == 0:
+                            labels[yy, xx] = count
+                            stack[top] = yy * w + xx
+                            top += 1
+    return labels, count
+
+
+@numba.njit(cache=True, nogil=True)
+def match_shadows(cloud, potential, valid, dy, dx, dmin, dmax, min_size, similarity_min, decline, max_steps):
+    """Fmask's shadow object matching (Z12): each cloud object's shadow, projected and matched.
+
+    Each 8-connected cloud object of at least ``min_size`` pixels is shifted
+    away from the sun by ``d`` pixels, ``(dy, dx)`` per pixel of shift, for
+    ``d`` from ``dmin`` to ``dmax`` (steps of 1 px, or wider so that there are
+    at most ``max_steps``). At each shift its similarity is the share of its
+    projected pixels (those not falling back on the object itself) that land
+    on ``potential`` shadow, on another cloud, or outside the valid scene
+    (Z12 counts those as matched). The search stops once the similarity falls
+    below ``decline`` times the best so far after that best has passed
+    ``similarity_min`` (Z12: 0.98 and 0.3); an object whose best similarity stays
+    under ``similarity_min`` casts no shadow. The shadow is the projection at
+    the best shift.
+    """
+    h, w = cloud.shape
+    labels, count = label_objects(cloud)
+    # pixels grouped by object (counting sort)
+    sizes = np.zeros(count + 2, dtype=np.int64)
+    for y in range(h):
+        for x in range(w):
+            sizes[labels[y, x] + 1] += 1
+    starts = np.cumsum(sizes)
+    order = np.empty(h * w, dtype=np.int64)
+    fill = starts.copy()
+    for y in range(h):
+        for x in range(w):
+            lab = labels[y, x]
+            order[fill[lab]] = y * w + x
+            fill[lab] += 1
+    shadow = np.zeros((h, w), dtype=np.bool_)
+    n_steps = int(np.floor(dmax - dmin)) + 1
+    step = 1.0
+    if n_steps > max_steps:
+        step = (dmax - dmin) / (max_steps - 1)
+        n_steps = max_steps
+    for lab in range(1, count + 1):
+        a, b = starts[lab], starts[lab + 1]
+        if b - a < min_size:
+            continue
+        best, best_d = -1.0, -1.0
+        for s in range(n_steps):
+            d = dmin + s * step
+            oy = int(np.floor(d * dy + 0.5))
+            ox = int(np.floor(d * dx + 0.5))
+            total = 0
+            hit = 0
+            for k in range(a, b):
+                p = order[k]
+                yy, xx = p // w + oy, p % w + ox
+                if 0 <= yy < h and 0 <= xx < w:
+                    if labels[yy, xx] == lab:
+                        continue
+                    total += 1
+                    if potential[yy, xx] or cloud[yy, xx] or not valid[yy, xx]:
+                        hit += 1
+                else:
+                    total += 1
+                    hit += 1
+            sim = hit / total if total > 0 else 0.0
+            if sim > best:
+                best, best_d = sim, d
+            elif best >= similarity_min and sim < decline * best:
+                break
+        if best < similarity_min:
+            continue
+        oy = int(np.floor(best_d * dy + 0.5))
+        ox = int(np.floor(best_d * dx + 0.5))
+        for k in range(a, b):
+            p = order[k]
+            yy, xx = p // w + oy, p % w + ox
+            if 0 <= yy < h and 0 <= xx < w:
+                shadow[yy, xx] = True
+    return shadow
+
+
+@numba.njit(cache=True, nogil=True)
+def fmask_slice(flags, nir_q, s1_q, fill_min, shadow_on, dy, dx, dmin, dmax, min_size, similarity_min, decline,
+                max_steps, bg_radius, dark_ratio, dark_difference_q, dark_iterations, only_dark,
+                cloud_buffer, shadow_buffer):
+    """Classes of one whole 2-D scene from :func:`fmask_cloud_flags`' flags (Fmask 4 codes).
+
+    Clouds: the CLOUD flags, filled by the 3 x 3 majority (``fill_min`` of 9; 0
+    skips it). Potential shadow: pixels darker than their clear-sky
+    background in NIR and SWIR-1.6 (:func:`~geoproc.kernels.spectral_mask.dark_pixels`).
+    Shadows (``shadow_on``): :func:`match_shadows`; with ``only_dark`` the
+    matched projections, dilated by 3 px (Fmask's shadow dilation), are kept
+    only where they are potential shadow.
+    Buffers in pixels. Classes: 255 no data > 4 cloud > 2 shadow > 3 snow > 1 water > 0 clear.
+    """
+    h, w = flags.shape
+    valid = np.empty((h, w), dtype=np.bool_)
+    cloud = np.empty((h, w), dtype=np.bool_)
+    water = np.empty((h, w), dtype=np.bool_)
+    bg_ok = np.empty((h, w), dtype=np.bool_)
+    for y in range(h):
+        for x in range(w):
+            f = flags[y, x]
+            valid[y, x] = (f & NODATA) == 0
+            cloud[y, x] = (f & CLOUD) != 0
+            water[y, x] = (f & WATER) != 0
+            bg_ok[y, x] = valid[y, x] and (f & PCP) == 0
+    if fill_min > 0:
+        cloud = majority(cloud, fill_min)
+        for y in range(h):
+            for x in range(w):
+                cloud[y, x] = cloud[y, x] and valid[y, x]
+    shadow = np.zeros((h, w), dtype=np.bool_)
+    n_valid = 0
+    n_cloud = 0
+    for y in range(h):
+        for x in range(w):
+            n_valid += valid[y, x]
+            n_cloud += cloud[y, x]
+    if shadow_on and n_cloud < 0.9 * n_valid:  # Z12: no matching when clouds cover 90 % of the scene
+        dark = dark_pixels(nir_q, s1_q, bg_ok, water, bg_radius, dark_ratio, dark_difference_q, dark_iterations)
+        for y in range(h):
+            for x in range(w):
+                dark[y, x] = dark[y, x] and valid[y, x] and not cloud[y, x]
+        shadow = match_shadows(cloud, dark, valid, dy, dx, dmin, dmax, min_size, similarity_min, decline, max_steps)
+        if only_dark:  # Fmask's 3 px dilation of the matched shadow, kept where it is dark
+            shadow = dilate_disk(shadow, 3.0)
+        for y in range(h):
+            for x in range(w):
+                shadow[y, x] = shadow[y, x] and valid[y, x] and not cloud[y, x] and (dark[y, x] or not only_dark)
+    if shadow_buffer > 0:
+        shadow = dilate_disk(shadow, shadow_buffer)
+    if cloud_buffer > 0:
+        cloud = dilate_disk(cloud, cloud_buffer)
+    out = np.empty((h, w), dtype=np.uint8)
+    for y in range(h):
+        for x in range(w):
+            f = flags[y, x]
+            if not valid[y, x]:
+                out[y, x] = 255
+            elif cloud[y, x]:
+                out[y, x] = 4
+            elif shadow[y, x]:
+                out[y, x] = 2
+            elif f & SNOW:
+                out[y, x] = 3
+            elif f & WATER:
+                out[y, x] = 1
+            else:
+                out[y, x] = 0
+    return out
