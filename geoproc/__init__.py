@@ -21,6 +21,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 from . import accessor as _accessor  # noqa: F401,E402  (registers .geoproc)
 from .change import burn_severity, change, change_mask, otsu_threshold  # noqa: E402
 from .classify import classify  # noqa: E402
+from .predict import predict  # noqa: E402
 from .compositing import composite  # noqa: E402
 from .edges import canny, sobel  # noqa: E402
 from .enhance import adjust_gamma, clahe, equalize_hist, percentiles, rgb, stretch  # noqa: E402
@@ -76,6 +77,7 @@ __all__ = [
     "sobel",
     "canny",
     "classify",
+    "predict",
     "composite",
     "change",
     "change_mask",

@@ -13,6 +13,7 @@ import xarray as xr
 
 from .change import burn_severity, change, change_mask, otsu_threshold
 from .classify import classify
+from .predict import predict
 from .compositing import composite
 from .edges import canny, sobel
 from .enhance import adjust_gamma, clahe, equalize_hist, percentiles, rgb, stretch
@@ -60,6 +61,7 @@ ALIASES = {
     "sobel": sobel,
     "canny": canny,
     "classify": classify,
+    "predict": predict,
     "composite": composite,
     "change": change,
     "change_mask": change_mask,
