@@ -180,12 +180,13 @@ def run_job(
         result = run_job(JobSpec.from_dict(DEMO_SPEC))
         print(result.summary())
     """
-    from . import cloud_mask, composite, index, load, search, to_zarr
-    from .io.zarr import open_result
+    from . import cloud_mask, composite, index, load, search
+    from .io.zarr import begin_write, open_result
     from .quicklook import quicklook
     from .run.cluster import ClusterSpec, connect
     from .run.preflight import check_mode, input_href
     from .run.preflight import preflight as check_workers
+    from .run.tiles import run_tiles
 
     started = time.perf_counter()
     cluster_spec = ClusterSpec.parse(cluster if cluster is not None else spec.cluster)  # refused before any work
@@ -208,9 +209,9 @@ def run_job(
     result.name = f"{spec.index.lower()}_{spec.composite}"
     provenance = {"input_items": ds.attrs["input_items"], "job": spec.to_dict()}
     mode = "w" if spec.overwrite else "resume" if spec.resume else "w-"
-    pending = to_zarr(result, spec.output, mode=mode, compute=False, attrs=provenance)
+    # the store's checks and template now, before any cluster starts; its regions run tile by tile below
+    write = begin_write(result, spec.output, mode=mode, attrs=provenance)
 
-    failed: BaseException | None = None
     checks = check_mode(preflight or spec.preflight)
     connection = connect(cluster_spec, n_workers=n_workers)
     with connection as client:
@@ -225,20 +226,9 @@ def run_job(
             f"computing {result.name} on a {ds.sizes['y']} x {ds.sizes['x']} grid from {ds.sizes['time']} time slices "
             f"({len(ds.attrs['input_items'])} scenes)"
         )
-        future = client.compute(pending)
-        try:
-            if progress:
-                from distributed import progress as progressbar
-
-                progressbar(future, notebook=False)
-                print()
-            future.result()
-        except BaseException as exc:
-            client.cancel(future)
-            failed = exc
-    if failed is not None:
-        # the regions written so far stay recorded in the output's manifest: --resume finishes the job
-        raise failed
+        # each region is a future released as soon as it is written: a worker lost mid-job costs only the
+        # regions it was computing; a failure stops the job with the --resume hint (the written regions stay)
+        run_tiles(write, client=client, progress=progress, on_failure="stop", retries=1)
 
     png = None
     if spec.quicklook:

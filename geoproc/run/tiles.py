@@ -31,11 +31,11 @@ from typing import Any
 
 import xarray as xr
 
-from ..errors import InvalidArgumentError, OutputError
+from ..errors import GeoprocError, InvalidArgumentError, OutputError
 from ..io._regions import Block, Write
 from ..io.zarr import begin_write
 
-__all__ = ["write_tiled", "TiledRun", "TileFailure", "DEFAULT_MAX_TASKS", "ON_FAILURE"]
+__all__ = ["write_tiled", "run_tiles", "TiledRun", "TileFailure", "DEFAULT_MAX_TASKS", "ON_FAILURE"]
 
 #: Tasks the client keeps submitted at once, by default: well within what a scheduler handles with
 #: ease (about 1 GiB per 100,000 tasks), and enough to keep hundreds of workers busy.
@@ -128,6 +128,7 @@ class _Tile:
     pending: dict = field(default_factory=dict)  # future key -> Block, while submitted
     failed: list[Block] = field(default_factory=list)  # of the current attempt
     errors: list[str] = field(default_factory=list)
+    exc: BaseException | None = None  # the last failure
 
 
 def write_tiled(
@@ -175,7 +176,7 @@ def write_tiled(
         (for tests, benchmarks and sampling a job); the store is finished only
         when every region is written.
     progress
-        True: one line on stderr, updated as tiles finish (tiles, regions,
+        True: one line on stdout, updated as tiles finish (tiles, regions,
         throughput, time left). Or a function called ``(run, regions_done,
         regions_total)`` after each region.
     client
@@ -207,14 +208,19 @@ def write_tiled(
     >>> write_tiled(geoproc.ndvi(ds), "out/ndvi-tiles.zarr", tile=2, mode="resume").tiles_skipped
     6
     """
-    if on_failure not in ON_FAILURE:
-        raise InvalidArgumentError(f"on_failure must be one of {ON_FAILURE}, got {on_failure!r}")
-    if isinstance(max_tasks, bool) or not isinstance(max_tasks, int) or max_tasks < 1:
-        raise InvalidArgumentError(f"max_tasks must be a whole number >= 1, got {max_tasks!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise InvalidArgumentError(f"retries must be a whole number >= 0, got {retries!r}")
+    _check(max_tasks, retries, on_failure)  # before the store is created
     started = time.perf_counter()
     w = begin_write(data, url, mode=mode, **to_zarr_args)
+    return run_tiles(w, tile=tile, max_tasks=max_tasks, retries=retries, on_failure=on_failure, only=only,
+                     progress=progress, client=client, started=started)
+
+
+def run_tiles(w: Write, *, tile=None, max_tasks: int = DEFAULT_MAX_TASKS, retries: int = 2, on_failure: str = "continue",
+              only=None, progress=False, client=None, started: float | None = None) -> TiledRun:
+    """Run the regions of a prepared write (:func:`geoproc.io.zarr.begin_write`) tile by tile: what
+    :func:`write_tiled` does after creating the store. Arguments as there."""
+    _check(max_tasks, retries, on_failure)
+    started = time.perf_counter() if started is None else started
     ty, tx, tiles = _tiling(w, tile, max_tasks)
     if only is not None:
         wanted = {tuple(int(v) for v in t) for t in only}
@@ -245,6 +251,15 @@ def write_tiled(
         w.finish()
         run.complete = True
     return run
+
+
+def _check(max_tasks, retries, on_failure) -> None:
+    if on_failure not in ON_FAILURE:
+        raise InvalidArgumentError(f"on_failure must be one of {ON_FAILURE}, got {on_failure!r}")
+    if isinstance(max_tasks, bool) or not isinstance(max_tasks, int) or max_tasks < 1:
+        raise InvalidArgumentError(f"max_tasks must be a whole number >= 1, got {max_tasks!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise InvalidArgumentError(f"retries must be a whole number >= 0, got {retries!r}")
 
 
 def _client(client):
@@ -353,6 +368,7 @@ class _Runner:
             except Exception as exc:  # which regions failed: those without their marker
                 done = self.w.target.done_regions(self.w.write)
                 failed = [b for b in t.blocks if b.key not in done]
+                t.exc = exc
                 t.errors.append(_short(exc))
             written = [b for b in t.blocks if b not in failed]
             self._count(written)
@@ -401,7 +417,8 @@ class _Runner:
             if fut.status == "finished":
                 self._count([block])
             else:
-                t.errors.append(_short(fut.exception()))
+                t.exc = fut.exception()
+                t.errors.append(_short(t.exc))
                 t.failed.append(block)
             fut.release()  # nothing of a finished region stays in worker memory
             if t.pending:
@@ -454,10 +471,16 @@ class _Runner:
             self._stop(t)
 
     def _stop(self, t: _Tile) -> None:
+        hint = ("the regions written so far are recorded: fix the cause and rerun with mode='resume' "
+                "(CLI: --resume)")
+        if isinstance(t.exc, GeoprocError):  # the library's own message first, as a user reads it
+            try:
+                raise type(t.exc)(f"{t.exc} (tile {t.pos}, {t.attempts} attempts); {hint}") from None
+            except TypeError:
+                pass
         raise OutputError(
-            f"tile {t.pos} of {self.w.target.url} failed {t.attempts} times: {t.errors[-1] if t.errors else '?'}; "
-            "the regions written so far are recorded: fix the cause and rerun with mode='resume' (CLI: --resume)"
-        )
+            f"tile {t.pos} of {self.w.target.url} failed {t.attempts} times: {t.errors[-1] if t.errors else '?'}; {hint}"
+        ) from None
 
 
 def _same(value):
@@ -511,7 +534,7 @@ def recorded_failures(url: str | os.PathLike, storage_options: Mapping[str, Any]
 
 
 class _Progress:
-    """One line on stderr for the whole job: tiles, regions, throughput, time left."""
+    """One line on stdout for the whole job: tiles, regions, throughput, time left."""
 
     def __init__(self, run: TiledRun, total: int):
         self.run, self.total, self.started, self.last = run, total, time.perf_counter(), 0.0
@@ -524,15 +547,17 @@ class _Progress:
         elapsed = now - self.started
         rate = run.pixels / 1e6 / elapsed if elapsed else 0.0
         eta = elapsed / done * (self.total - done) if done else float("nan")
-        sys.stderr.write(
+        sys.stdout.write(
             f"\rtiles {run.tiles_written + run.tiles_skipped}/{run.tiles} ({len(run.failed)} failed)  "
             f"regions {done}/{self.total}  {rate:,.1f} Mpx/s  ETA {_duration(eta)}   "
         )
-        sys.stderr.flush()
+        sys.stdout.flush()
 
     def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
+        run = self.run
+        sys.stdout.write(f"\nCompleted {run.tiles_written} tiles ({run.tiles_skipped} already done, "
+                         f"{len(run.failed)} failed), {run.regions_written} regions\n")
+        sys.stdout.flush()
 
 
 def _duration(seconds: float) -> str:
