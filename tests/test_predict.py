@@ -167,7 +167,8 @@ def test_tiling_and_normalisation_against_a_pointwise_reference():
     x[1, 7, 9] = np.nan
     data = xr.DataArray(x, dims=("band", "y", "x"), coords={"band": ["a", "b", "c"], "y": np.arange(70.0)})
     stats = {"c": (0.2, 0.5), "a": (0.3, 0.1), "b": (0.4, 0.2)}  # the model's channel order: c, a, b
-    out = predict(data.chunk({"y": 33, "x": 29}), conv, tile=32, overlap=8, stats=stats, output="both", classes=[2, 4, 6, 8, 10])
+    out = predict(data.chunk({"y": 33, "x": 29}), conv, tile=32, overlap=8, stats=stats, output="both",
+                  classes=[2, 4, 6, 8, 10])
     xn = (x[[2, 0, 1]] - np.float32([0.2, 0.3, 0.4])[:, None, None]) / np.float32([0.5, 0.1, 0.2])[:, None, None]
     logits = np.einsum("kc,cyx->kyx", wts, xn) + bias[:, None, None]
     ref = np.exp(logits - logits.max(0)) / np.exp(logits - logits.max(0)).sum(0)
@@ -225,6 +226,7 @@ def test_model_shipped_once_to_each_worker(trained, exported):
             loads = client.run(_worker_loads)
     assert sorted(loads.values()) == [1, 1]
     assert out.attrs["device"] == "cpu"
-    whole = predict(held.isel(time=slice(0, 2)), exported[1], tile=TILE, overlap=OVERLAP, stats=stats, output="probability")
+    whole = predict(held.isel(time=slice(0, 2)), exported[1], tile=TILE, overlap=OVERLAP, stats=stats,
+                    output="probability")
     np.testing.assert_allclose(values, whole.values, atol=1e-5)
 
