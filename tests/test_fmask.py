@@ -227,3 +227,26 @@ def test_metric_floor_on_real_landsat8_with_thermal():
     # measured 0.802 (cloud) and 0.336 (shadow) by benchmarks/eval_fmask.py
     assert _f1((classes == 4)[keep], cloud_ref[keep]) >= 0.79
     assert _f1((classes == 2)[keep], shadow_ref[keep]) >= 0.32
+
+
+def test_flood_fill_is_imfill_and_finds_enclosed_darkness():
+    from skimage.morphology import reconstruction
+
+    rng = np.random.default_rng(7)
+    image = rng.uniform(0, 1, (30, 40))
+    seed = image.copy()
+    seed[1:-1, 1:-1] = image.max()  # MATLAB's imfill of holes: reconstruction by erosion from the edge
+    expected = reconstruction(seed, image, method="erosion")
+    np.testing.assert_array_equal(k.fill_depressions(image, np.ones(image.shape, bool), 0.0), expected)
+
+    nir = np.full((20, 20), 3000, np.int16)
+    s1 = np.full((20, 20), 1800, np.int16)
+    nir[5:9, 5:9], s1[5:9, 5:9] = 1500, 900  # enclosed: filled up to 3000 / 1800
+    nir[0:3, 12:16] = 1500  # on the edge: runs off, not filled
+    valid = np.ones((20, 20), bool)
+    dark = k.flood_dark(nir, s1, valid, valid, 200)
+    expected = np.zeros((20, 20), bool)
+    expected[5:9, 5:9] = True
+    np.testing.assert_array_equal(dark, expected)
+    ds = _scene(seed=3)
+    assert (fmask_classes(ds, sun_azimuth=120.0, sun_elevation=50.0, shadow_layer="flood").values != 255).all()

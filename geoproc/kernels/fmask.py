@@ -29,6 +29,8 @@ depend on the chunking, so neither do the percentiles read from them.
 
 from __future__ import annotations
 
+import heapq
+
 import numba
 import numpy as np
 
@@ -38,7 +40,7 @@ from .spectral_mask import dark_pixels
 __all__ = [
     "BAND_ROWS", "HIST_GRIDS", "PCP", "WATER", "SNOW", "NODATA", "CLOUD", "CLEAR_LAND", "CLEAR_WATER",
     "fmask_histograms", "fmask_cloud_flags", "histogram_percentile", "cloud_displacement_index",
-    "label_objects", "match_shadows", "fmask_slice",
+    "fill_depressions", "flood_dark", "label_objects", "match_shadows", "fmask_slice",
 ]
 
 #: Rows of the band array the kernels take.
@@ -276,6 +278,77 @@ def cloud_displacement_index(b7, b8, b8a, radius):
 
 
 @numba.njit(cache=True, nogil=True)
+def fill_depressions(image, valid, background):
+    """Grayscale fill of the holes of ``image`` (MATLAB's ``imfill(image)``, as Fmask fills NIR and SWIR).
+
+    Each pixel rises to the lowest level at which water poured on it could
+    run off the scene's edge: ``max(image, min over paths to the edge of the
+    path's highest pixel)``, by priority flood from the edge pixels. Invalid
+    pixels take ``background`` first (Fmask: the 17.5th percentile of clear land).
+    """
+    h, w = image.shape
+    level = np.empty((h, w), dtype=np.float64)
+    for y in range(h):
+        for x in range(w):
+            level[y, x] = image[y, x] if valid[y, x] else background
+    done = np.zeros((h, w), dtype=np.bool_)
+    heap = [(0.0, np.int64(0))]
+    heap.pop()
+    for y in range(h):
+        for x in range(w):
+            if y == 0 or x == 0 or y == h - 1 or x == w - 1:
+                done[y, x] = True
+                heapq.heappush(heap, (level[y, x], np.int64(y * w + x)))
+    out = level.copy()
+    while len(heap) > 0:
+        v, p = heapq.heappop(heap)
+        y, x = p // w, p % w
+        for dy in range(-1, 2):
+            for dx in range(-1, 2):
+                yy, xx = y + dy, x + dx
+                if (dy == 0 and dx == 0) or yy < 0 or xx < 0 or yy >= h or xx >= w or done[yy, xx]:
+                    continue
+                done[yy, xx] = True
+                nv = max(level[yy, xx], v)
+                out[yy, xx] = nv
+                heapq.heappush(heap, (nv, np.int64(yy * w + xx)))
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def flood_dark(nir_q, s1_q, valid, clear_land, min_difference_q):
+    """Fmask's potential shadow layer: NIR and SWIR-1.6 both at least ``min_difference_q`` below their filled images.
+
+    Invalid pixels take the 17.5th percentile of the clear land's values
+    (Z12, Q19) before :func:`fill_depressions`.
+    """
+    h, w = nir_q.shape
+    n_clear = 0
+    for y in range(h):
+        for x in range(w):
+            n_clear += clear_land[y, x]
+    nir_bg, s1_bg = 0.0, 0.0
+    if n_clear > 0:
+        a = np.empty(n_clear)
+        b = np.empty(n_clear)
+        i = 0
+        for y in range(h):
+            for x in range(w):
+                if clear_land[y, x]:
+                    a[i] = nir_q[y, x]
+                    b[i] = s1_q[y, x]
+                    i += 1
+        nir_bg, s1_bg = np.percentile(a, 17.5), np.percentile(b, 17.5)
+    fn = fill_depressions(nir_q.astype(np.float64), valid, nir_bg)
+    fs = fill_depressions(s1_q.astype(np.float64), valid, s1_bg)
+    dark = np.zeros((h, w), dtype=np.bool_)
+    for y in range(h):
+        for x in range(w):
+            dark[y, x] = valid[y, x] and min(fn[y, x] - nir_q[y, x], fs[y, x] - s1_q[y, x]) > min_difference_q
+    return dark
+
+
+@numba.njit(cache=True, nogil=True)
 def label_objects(mask):
     """8-connected components of a 2-D mask: ``(labels, count)``, labels 1..count in raster order of first pixel."""
     h, w = mask.shape
@@ -390,7 +463,8 @@ def fmask_slice(flags, nir_q, s1_q, fill_min, shadow_on, dy, dx, dmin, dmax, min
 
     Clouds: the CLOUD flags, filled by the 3 x 3 majority (``fill_min`` of 9; 0
     skips it). Potential shadow: pixels darker than their clear-sky
-    background in NIR and SWIR-1.6 (:func:`~geoproc.kernels.spectral_mask.dark_pixels`).
+    background in NIR and SWIR-1.6 (:func:`~geoproc.kernels.spectral_mask.dark_pixels`
+    within ``bg_radius``; with ``bg_radius`` 0, :func:`flood_dark`).
     Shadows (``shadow_on``): :func:`match_shadows`; with ``only_dark`` the
     matched projections, dilated by 3 px (Fmask's shadow dilation), are kept
     only where they are potential shadow.
@@ -421,7 +495,10 @@ def fmask_slice(flags, nir_q, s1_q, fill_min, shadow_on, dy, dx, dmin, dmax, min
             n_valid += valid[y, x]
             n_cloud += cloud[y, x]
     if shadow_on and n_cloud < 0.9 * n_valid:  # Z12: no matching when clouds cover 90 % of the scene
-        dark = dark_pixels(nir_q, s1_q, bg_ok, water, bg_radius, dark_ratio, dark_difference_q, dark_iterations)
+        if bg_radius > 0:
+            dark = dark_pixels(nir_q, s1_q, bg_ok, water, bg_radius, dark_ratio, dark_difference_q, dark_iterations)
+        else:
+            dark = flood_dark(nir_q, s1_q, valid, bg_ok & ~water, dark_difference_q)
         for y in range(h):
             for x in range(w):
                 dark[y, x] = dark[y, x] and valid[y, x] and not cloud[y, x]
