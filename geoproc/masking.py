@@ -70,7 +70,7 @@ QA_PIXEL_DEFAULT_MASK = ("fill", "dilated_cloud", "cirrus", "cloud", "shadow")
 
 _NAMES = {"scl": ("scl", "SCL"), "qa_pixel": ("qa_pixel", "QA_PIXEL", "qa", "QA")}
 KINDS = tuple(_NAMES)
-METHODS = ("auto", "quality", "spectral", "both")
+METHODS = ("auto", "quality", "spectral", "fmask", "both")
 
 
 def scl_mask_array(scl, classes: Iterable[int] = SCL_DEFAULT_MASK):
@@ -222,7 +222,9 @@ def cloud_mask(
         ``{"cloud": "medium", "cirrus": "high"}`` (levels: low, medium, high).
     method
         ``"quality"``: the quality band. ``"spectral"``: reflectance tests.
-        ``"both"``: the union of the two (e.g. SCL plus Fmask-like shadows).
+        ``"fmask"``: Fmask 4 with its scene-wide cloud probability and
+        object-matched shadows (:func:`geoproc.fmask_classes`; ``spectral``
+        then holds its keyword arguments). ``"both"``: the union of the two (e.g. SCL plus Fmask-like shadows).
         ``"auto"`` (default): the quality band if the data has one, else the
         reflectance tests if it has the bands for them.
     spectral
@@ -251,8 +253,8 @@ def cloud_mask(
         raise InvalidArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     spectral = dict(spectral or {})
     spectral_to_mask = spectral.pop("classes", None)
-    if method == "spectral":
-        return _spectral_mask(data, classes if classes is not None else spectral_to_mask, spectral)
+    if method in ("spectral", "fmask"):
+        return _spectral_mask(data, classes if classes is not None else spectral_to_mask, spectral, method)
     qa = _quality_band(data, band, required=method != "auto")
     if qa is None:  # auto, and no quality band
         from .spectral_mask import has_spectral_bands
@@ -308,17 +310,18 @@ def _kind_of(data, qa: xr.DataArray) -> str:
     return "qa_pixel" if sensor_of(data) == "landsat" else "scl"
 
 
-def _spectral_mask(data, classes, spectral: dict) -> xr.DataArray:
+def _spectral_mask(data, classes, spectral: dict, method: str = "spectral") -> xr.DataArray:
+    from .fmask import fmask_classes
     from .spectral_mask import SPECTRAL_DEFAULT_MASK, spectral_classes, spectral_codes
 
     if not isinstance(data, xr.Dataset):
         raise InvalidArgumentError("spectral cloud detection needs a Dataset of reflectance bands, got a DataArray")
     codes = spectral_codes(SPECTRAL_DEFAULT_MASK if classes is None else classes)
-    cls = spectral_classes(data, **spectral)
+    cls = (fmask_classes if method == "fmask" else spectral_classes)(data, **spectral)
     lut = class_lut(codes)
     mask = elementwise(class_mask, cls.data, dtype=bool, args=(lut,))
     out = xr.DataArray(mask, dims=cls.dims, coords=cls.coords, name="cloud_mask")
-    out.attrs = {"long_name": "pixels left out (True)", "source": "spectral tests", "kind": "spectral",
+    out.attrs = {"long_name": "pixels left out (True)", "source": f"{method} tests", "kind": method,
                  "masked_classes": list(codes)}
     return out
 

@@ -250,3 +250,14 @@ def test_flood_fill_is_imfill_and_finds_enclosed_darkness():
     np.testing.assert_array_equal(dark, expected)
     ds = _scene(seed=3)
     assert (fmask_classes(ds, sun_azimuth=120.0, sun_elevation=50.0, shadow_layer="flood").values != 255).all()
+
+
+def test_cloud_mask_method_fmask():
+    import geoproc
+
+    ds = _scene(seed=8)
+    kw = {"sun_azimuth": 120.0, "sun_elevation": 50.0}
+    mask = geoproc.cloud_mask(ds, method="fmask", spectral=kw)
+    classes = fmask_classes(ds, **kw).values
+    np.testing.assert_array_equal(mask.values, np.isin(classes, (255, 4, 2)))
+    assert mask.attrs["kind"] == "fmask" and mask.values.any()
