@@ -24,11 +24,24 @@ import numpy as np
 import xarray as xr
 
 from ..errors import OutputError
-from ._overviews import downsample
+from ._overviews import pyramid
 from ._target import _reason, _Target
 from .storage import Location, S3Options, object_store, zarr_store
 
 __all__ = ["Write", "Block"]
+
+
+def _optimize(graph, keys: list) -> dict:
+    """dask.array's optimisation without ``fuse_roots`` (which materialises whole layers, so a tile of a
+    continental graph cost as much as all of it): blockwise fusion on the high-level graph, a cull to
+    ``keys``, then linear fusion of what is left."""
+    from dask._task_spec import convert_legacy_graph, fuse_linear_task_spec
+    from dask.array.optimization import _optimize_slices
+    from dask.blockwise import optimize_blockwise
+
+    dsk = optimize_blockwise(graph, keys=keys).cull(set(keys))
+    dsk = convert_legacy_graph(dict(dsk))
+    return _optimize_slices(fuse_linear_task_spec(dsk, keys=keys))
 
 
 def _now() -> str:
@@ -98,9 +111,10 @@ def _write_block(block: np.ndarray, store: _Output, offsets: tuple[int, ...], ur
     values = np.asarray(block).astype(target.dtype, copy=False)
     axes = tuple(a % values.ndim for a in store.axes)
     levels = []  # each overview level's values and region, from this block alone (before any write)
-    for level, array in enumerate(arrays[1:], start=1):
-        small = downsample(values, 2**level, store.resampling, store.nodata, axes)
-        levels.append((array, _level_region(region, small.shape, axes, 2**level), small))
+    if store.levels:
+        smaller = pyramid(values, store.levels, store.resampling, store.nodata, axes)
+        for level, (array, small) in enumerate(zip(arrays[1:], smaller), start=1):
+            levels.append((array, _level_region(region, small.shape, axes, 2**level), small))
     # Writing whole chunks is idempotent, so a region is simply written again after a failure that
     # the client's own retries gave up on (a request cut by a store that went away mid-flight),
     # until the retry budget is spent.
@@ -314,7 +328,6 @@ class Write:
         write task) and the graph is culled to the blocks' keys: its size grows with the blocks, not
         with the whole result.
         """
-        from dask.array.optimization import optimize
         from dask.highlevelgraph import HighLevelGraph
 
         from dask._task_spec import Alias
@@ -322,7 +335,7 @@ class Write:
         if self._graph is None:
             self._graph = HighLevelGraph.merge(*(a.__dask_graph__() for a in self._arrays.values()))
         keys = [self.key(b) for b in blocks]
-        dsk = dict(optimize(self._graph, keys))
+        dsk = _optimize(self._graph, keys)
         # dask names a fused task after its chain and leaves an alias under the requested key: give the
         # fused task the key itself (half the tasks for the scheduler to hold; nothing else depends on it)
         for key in keys:

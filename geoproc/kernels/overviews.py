@@ -20,29 +20,34 @@ def window_mode(values: np.ndarray, factor: int) -> np.ndarray:
     oy = (ny + factor - 1) // factor
     ox = (nx + factor - 1) // factor
     out = np.empty((n, oy, ox), dtype=np.float64)
-    buf = np.empty(factor * factor, dtype=np.float64)
+    # a table of the window's distinct values and their counts, searched linearly: class bands hold a
+    # few distinct values per window, so this is O(pixels x classes), with no sort and no allocation
+    seen = np.empty(factor * factor, dtype=np.float64)
+    counts = np.empty(factor * factor, dtype=np.int64)
     for k in range(n):
         for i in range(oy):
             for j in range(ox):
-                m = 0
+                distinct = 0
                 for y in range(i * factor, min((i + 1) * factor, ny)):
                     for x in range(j * factor, min((j + 1) * factor, nx)):
                         v = values[k, y, x]
-                        if not np.isnan(v):
-                            buf[m] = v
-                            m += 1
-                if m == 0:
+                        if np.isnan(v):
+                            continue
+                        for t in range(distinct):
+                            if seen[t] == v:
+                                counts[t] += 1
+                                break
+                        else:
+                            seen[distinct] = v
+                            counts[distinct] = 1
+                            distinct += 1
+                if distinct == 0:
                     out[k, i, j] = np.nan
                     continue
-                window = np.sort(buf[:m])
-                best, best_count = window[0], 1
-                run = 1
-                for t in range(1, m):
-                    if window[t] == window[t - 1]:
-                        run += 1
-                    else:
-                        run = 1
-                    if run > best_count:  # strictly more: the first (smallest) value keeps a tie
-                        best, best_count = window[t], run
+                best, best_count = seen[0], counts[0]
+                for t in range(1, distinct):
+                    # more pixels wins; a tie goes to the smaller value
+                    if counts[t] > best_count or (counts[t] == best_count and seen[t] < best):
+                        best, best_count = seen[t], counts[t]
                 out[k, i, j] = best
     return out
