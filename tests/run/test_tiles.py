@@ -152,8 +152,10 @@ def test_a_tile_that_keeps_failing_is_recorded_and_the_others_finish(archive, re
 
 def test_on_failure_stop_stops_at_the_first_failed_tile_with_the_resume_hint(archive, tmp_path):
     catalog, _, _ = _broken_archive(archive, tmp_path)
-    with pytest.raises(OutputError, match=r"tile \(\d+, \d+\) of .* failed 1 times.*mode='resume'"):
+    # the library's own error first (what failed, where), then the tile and the resume hint, in one line
+    with pytest.raises(geoproc.errors.AssetReadError, match=r"B04.*\(tile \(\d+, \d+\), 1 attempts\).*mode='resume'") as info:
         write_tiled(job(catalog), tmp_path / "stopped.zarr", tile=TILE, retries=0, on_failure="stop")
+    assert "\n" not in str(info.value)
     status = output_status(tmp_path / "stopped.zarr")
     assert status["status"] == "writing" and status["regions_done"] < status["regions_total"]
 
