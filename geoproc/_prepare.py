@@ -36,9 +36,11 @@ __all__ = ["BandPlan", "Prepared", "prepare", "grid_of", "DEFAULT_CHUNK_BYTES", 
 
 #: Default byte budget of one chunk of one band (whole time axis included).
 DEFAULT_CHUNK_BYTES = 128 * 2**20
-#: Chunks per band a load may have: beyond this, building the graph takes minutes and the scheduler's
-#: memory; such jobs run in tiles.
-MAX_CHUNKS = 1_000_000
+#: Chunks per band a load may have. Tasks are made only for the chunks a computation uses and
+#: geoproc.run.write_tiled submits them a tile at a time, so the bound is the client's index of chunks
+#: (about 16 bytes per chunk and band, plus 4 per asset read): 200,000^2 px in 176 px chunks (1,000 dates)
+#: is 1.3 million.
+MAX_CHUNKS = 8_000_000
 GROUPBY = ("solar_day", "time")
 ON_ERROR = ("raise", "fill")
 
@@ -204,8 +206,8 @@ def prepare(
     if n_chunks > MAX_CHUNKS:
         raise InvalidArgumentError(
             f"the grid of {grid.height} x {grid.width} px in chunks of {chunk[0]} x {chunk[1]} px makes {n_chunks:,} "
-            f"chunks per band, more than one dask graph holds ({MAX_CHUNKS:,}); use larger chunks, a smaller area or "
-            "a coarser resolution, or cut the job into tiles"
+            f"chunks per band, more than a load indexes ({MAX_CHUNKS:,}); use larger chunks (per-date chunks, "
+            "chunks={'time': 1}, allow larger sides), a smaller area or a coarser resolution"
         )
     # fuse order: by slot, then acquisition time, then id (the order of `keep` after this sort)
     order = sorted(range(len(keep)), key=lambda j: (slot_of[j], when[keep[j]], item_list[keep[j]].id))
