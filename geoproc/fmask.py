@@ -21,8 +21,8 @@ cite each formula):
 3. **Cloud** (applied chunk by chunk with those numbers): a potential cloud
    pixel over the threshold of its surface, or (thermal band) colder than the
    17.5th percentile of clear land minus 35 deg C. Filled by the 3 x 3 majority.
-   Where under ``min_clear_share`` of the scene is clear, every potential
-   cloud pixel is cloud (Fmask's rule, with 0.1 % for whole scenes).
+   Where at most ``min_clear_share`` of the scene is clear (Fmask: 0.1 %),
+   every potential cloud pixel is cloud.
 4. **Shadow** (per time step, on the whole scene): each cloud object is
    projected away from the sun over ``cloud_height`` and matched with the
    potential shadow layer (pixels darker than their clear-sky background in
@@ -195,7 +195,7 @@ def fmask_classes(
     sun_elevation: float | Sequence[float] | None = None,
     items=None,
     cloud_probability: float = 0.2,
-    min_clear_share: float = 0.2,
+    min_clear_share: float = 0.001,
     cloud_height: tuple[float, float] = (200.0, 12000.0),
     shadows: bool = True,
     shadow_dark_only: bool = True,
@@ -237,13 +237,14 @@ def fmask_classes(
     min_clear_share
         Share of clear pixels (not potential cloud) in a time step's valid
         pixels at or below which its statistics are not used and every
-        potential cloud pixel is cloud. Fmask uses 0.001 (0.1 %) on whole
-        185 km scenes; geoproc's default, 0.2, is for patches and chunks of
-        scenes too: on a mostly overcast patch the "clear" pixels are cloud
-        edges that failed a test, whose probability sets the threshold so
-        high that the clouds are lost (measured: cloud F1 0.67 instead of
-        0.97 on the eo-learn Sentinel-2 dates, 0.05 instead of 0.99 on an
-        overcast Landsat 8 scene). Pass 0.001 for Fmask's rule.
+        potential cloud pixel is cloud (Fmask: 0.001, the default). On small
+        patches of overcast scenes the "clear" pixels are cloud edges that
+        failed a test, whose probability sets the thresholds above the clouds:
+        0.2 keeps the potential cloud layer there (eo-learn summer dates,
+        cloud F1 0.97 instead of 0.67-0.72; an overcast Landsat 8 scene, 0.99
+        instead of 0.05) but also where hazy land passes the pixel tests and
+        the statistics are needed (eo-learn winter dates: 0.36 instead of
+        0.82). See ``benchmarks/eval_fmask.py``.
     cloud_height
         Heights in metres over which each cloud's shadow is searched (Fmask: 200-12,000).
     shadows
