@@ -123,6 +123,7 @@ def _image(h=64, w=72, seed=0):
     return base + rng.normal(0, 0.01, base.shape)
 
 
+@pytest.mark.filterwarnings("ignore:Got image with third dimension:RuntimeWarning")  # 4 bands are meant
 @pytest.mark.parametrize("scale,min_size", [(1.0, 20), (50.0, 5)])
 def test_felzenszwalb_one_chunk_equals_scikit_image(scale, min_size):
     from skimage.segmentation import felzenszwalb as sk_felz
@@ -148,3 +149,27 @@ def test_bad_input():
         geoproc.label(_grid(np.zeros((4, 4))))
     with pytest.raises(InvalidArgumentError, match="connectivity"):
         geoproc.vectorize(_grid(np.zeros((4, 4), bool)), connectivity=6)
+
+
+def test_real_land_cover_vectorised_and_labelled(shared_data):
+    """eo-learn's test patch land-cover raster (6 classes, 101 x 100 px) in chunks of 30 x 35 px: the polygons
+    rasterio.features.shapes draws on the whole raster, and scipy's labels of each class."""
+    patch = shared_data / "eolearn" / "TestEOPatch"
+    if not patch.is_dir():
+        from .helpers import missing_data
+
+        missing_data(f"{patch} not found")
+    lulc = np.load(patch / "mask_timeless" / "LULC.npy")[..., 0].astype(np.int32)
+    raster = _grid(lulc).chunk({"y": 30, "x": 35})
+    ref = _whole_shapes(lulc)
+    got = geoproc.vectorize(raster)
+    assert len(got) == len(ref) > 20
+    by_area = sorted((round(g.area, 6), int(v)) for g, v in ref)
+    assert sorted(zip(got["area"].round(6), got["class"].astype(int))) == by_area
+    for g, v in ref:
+        assert sum(got.geometry.values[i].equals(g) for i in shapely.STRtree(got.geometry.values).query(g)) == 1
+    labels = geoproc.label(raster).values
+    for c in np.unique(lulc[lulc > 0]):
+        ref_lab, n = ndimage.label(lulc == c)
+        assert len(np.unique(labels[lulc == c])) == n
+        _same_partition(np.where(lulc == c, labels, 0), ref_lab)

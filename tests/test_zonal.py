@@ -161,3 +161,42 @@ def test_bad_input_says_what_to_do():
         geoproc.zonal_stats(cube, [shapely.Point(0, 0)])
     with pytest.raises(InvalidArgumentError, match="dims"):
         geoproc.zonal_stats(cube.expand_dims(band=["red"]), [shapely.box(0, 0, 1, 1)])
+
+
+def test_real_field_polygons_over_real_ndvi_equal_exactextract(shared_data, tmp_path):
+    """eo-learn's test patch: 68 Sentinel-2 NDVI dates (cloudy pixels masked with its s2cloudless mask) and its 88
+    real land-use polygons (GeoPackage, some reaching past the patch), exact fractions against exactextract."""
+    import geopandas as gpd
+    from exactextract import exact_extract
+
+    patch = shared_data / "eolearn" / "TestEOPatch"
+    if not patch.is_dir():
+        from .helpers import missing_data
+
+        missing_data(f"{patch} not found")
+    ndvi = np.load(patch / "data" / "NDVI.npy")[:12, ..., 0].astype(np.float64)
+    cloud = np.load(patch / "mask" / "CLM.npy")[:12, ..., 0] > 0
+    ndvi[cloud] = np.nan
+    bounds = shapely.geometry.shape(json.loads((patch / "bbox.geojson").read_text())).bounds
+    t, h, w = ndvi.shape
+    rx, ry = (bounds[2] - bounds[0]) / w, (bounds[3] - bounds[1]) / h
+    cube = xr.DataArray(ndvi, dims=("time", "y", "x"), coords={
+        "time": np.arange(t), "y": bounds[3] - ry / 2 - ry * np.arange(h), "x": bounds[0] + rx / 2 + rx * np.arange(w)})
+    cube = cube.rio.write_crs("EPSG:32633")
+    fields = gpd.read_file(patch / "vector_timeless" / "LULC.gpkg")
+    ours = geoproc.zonal_stats(cube.chunk({"time": 6, "y": 40, "x": 40}), fields, stats=("count", "mean", "max"),
+                               coverage="fraction", output="xarray")
+    tif = tmp_path / "ndvi.tif"
+    with rasterio.open(tif, "w", driver="GTiff", height=h, width=w, count=t, dtype="float64", crs="EPSG:32633",
+                       transform=rasterio.transform.from_bounds(*bounds, w, h), nodata=np.nan) as dst:
+        dst.write(ndvi)
+    ref = exact_extract(str(tif), fields.reset_index(names="row"), ["count", "mean", "max"], include_cols=["row"],
+                        output="pandas").set_index("row").loc[np.arange(len(fields))]
+    covered = ours["count"].sum("time").values > 0
+    assert covered.sum() > 40  # most of the polygons lie on the patch
+    for k in range(t):
+        np.testing.assert_allclose(ours["count"].isel(time=k).values, ref[f"band_{k + 1}_count"].values, atol=1e-5)
+        for s in ("mean", "max"):
+            theirs = np.array(ref[f"band_{k + 1}_{s}"].values, dtype=np.float64)  # None: no pixel of the zone
+            np.testing.assert_allclose(ours[s].isel(time=k).values, theirs, atol=1e-6,
+                                       equal_nan=True, err_msg=f"{s} at date {k}")
