@@ -188,10 +188,10 @@ def block_weights(geoms, index, layers, transform, shape, coverage: str):
         pixel_area = abs(a * e)
         for k, g in enumerate(geoms):
             x0, y0, x1, y1 = g.bounds
-            c0 = max(int(np.floor((x0 - c) / a)), 0)
-            c1 = min(int(np.ceil((x1 - c) / a)), w)
-            r0 = max(int(np.floor((y1 - f) / e)), 0)
-            r1 = min(int(np.ceil((y0 - f) / e)), h)
+            ca, cb = sorted(((x0 - c) / a, (x1 - c) / a))  # either axis may run either way (north-up: y down)
+            ra, rb = sorted(((y1 - f) / e, (y0 - f) / e))
+            c0, c1 = max(int(np.floor(ca)), 0), min(int(np.ceil(cb)), w)
+            r0, r1 = max(int(np.floor(ra)), 0), min(int(np.ceil(rb)), h)
             if c1 <= c0 or r1 <= r0:
                 continue
             cols, rows = np.meshgrid(np.arange(c0, c1), np.arange(r0, r1))

@@ -200,3 +200,16 @@ def test_real_field_polygons_over_real_ndvi_equal_exactextract(shared_data, tmp_
             theirs = np.array(ref[f"band_{k + 1}_{s}"].values, dtype=np.float64)  # None: no pixel of the zone
             np.testing.assert_allclose(ours[s].isel(time=k).values, theirs, atol=1e-6,
                                        equal_nan=True, err_msg=f"{s} at date {k}")
+
+
+@pytest.mark.parametrize("coverage", ["fraction", "centre"])
+def test_south_up_grid_gives_the_same(coverage):
+    """y increasing down the array (a south-up grid) covers the same pixels as the usual north-up one."""
+    v = np.random.default_rng(0).random((20, 30))
+    down = xr.DataArray(v, dims=("y", "x"), coords={"y": 195.0 - 10 * np.arange(20), "x": 5.0 + 10 * np.arange(30)})
+    up = down.isel(y=slice(None, None, -1))
+    g = [shapely.Polygon([(13, 17), (170, 40), (120, 160), (30, 120)])]
+    a = geoproc.zonal_stats(down, g, stats=("count", "mean"), coverage=coverage)
+    b = geoproc.zonal_stats(up.chunk(7), g, stats=("count", "mean"), coverage=coverage)
+    np.testing.assert_allclose(a[["count", "mean"]].values, b[["count", "mean"]].values, rtol=1e-12)
+    assert a["count"][0] == pytest.approx(g[0].area / 100 if coverage == "fraction" else 143)
