@@ -57,7 +57,8 @@ def vectorize(mask_or_labels: xr.DataArray, *, connectivity: int = 4, data: xr.D
         ``(y, x)`` boolean or integer DataArray, numpy- or dask-backed; each connected region of one non-zero
         value becomes a polygon (0 and False: background).
     connectivity
-        4 (pixels touching by an edge) or 8 (also by a corner), as ``rasterio.features.shapes``.
+        4 (pixels touching by an edge) or 8 (also by a corner), as ``rasterio.features.shapes``. With 8, parts
+        joined only at a corner come out valid (what ``shapely.make_valid`` makes of GDAL's self-touching ring).
     data
         Optional ``(y, x)`` or ``(time, y, x)`` values: their statistics per polygon are added as columns
         (:func:`geoproc.zonal_stats` over the region's pixels; one row per polygon and time with a time dim).
@@ -112,6 +113,8 @@ def vectorize(mask_or_labels: xr.DataArray, *, connectivity: int = 4, data: xr.D
         raise InvalidArgumentError("vectorize needs x and y coordinates with at least 2 pixels each")
     dx, dy = xs[1] - xs[0], ys[1] - ys[0]
     a, b, c, d, e, f = dx, 0.0, xs[0] - dx / 2, 0.0, dy, ys[0] - dy / 2
+    if connectivity == 8:  # GDAL draws parts joined at a corner as one self-touching ring: its valid form
+        merged = shapely.make_valid(merged)
     placed = shapely.transform(merged, lambda p: np.column_stack([a * p[:, 0] + c, e * p[:, 1] + f]))
     crs = mask_or_labels.rio.crs if hasattr(mask_or_labels, "rio") else None
     out = gpd.GeoDataFrame({"id": uid, "class": classes[start]}, geometry=placed, crs=crs)

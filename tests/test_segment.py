@@ -173,3 +173,18 @@ def test_real_land_cover_vectorised_and_labelled(shared_data):
         ref_lab, n = ndimage.label(lulc == c)
         assert len(np.unique(labels[lulc == c])) == n
         _same_partition(np.where(lulc == c, labels, 0), ref_lab)
+
+
+def test_vectorize_8_connected_equals_rasterio_made_valid():
+    """With 8-connectivity GDAL draws regions joined at a corner as one self-touching (invalid) ring; vectorize's
+    polygons are the valid form of the same shapes (shapely.make_valid), with the same areas."""
+    classes = _blobs(classes=2, seed=1)
+    ref = _whole_shapes(classes, connectivity=8)
+    got = geoproc.vectorize(_grid(classes).chunk({"y": 30, "x": 37}), connectivity=8)
+    assert len(got) == len(ref) and got.geometry.is_valid.all()
+    assert sum(not g.is_valid for g, _ in ref) > 0  # the case in question is there
+    tree = shapely.STRtree(got.geometry.values)
+    for g, v in ref:
+        hits = [i for i in tree.query(g) if got.geometry.values[i].equals(shapely.make_valid(g))]
+        assert len(hits) == 1 and got["class"].values[hits[0]] == v
+        assert got["area"].values[hits[0]] == pytest.approx(g.area, rel=1e-12)
