@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Date: {today()}. Command: `python benchmarks/eval_fmask.py` ({time.perf_counter() - started:.0f} s, "
         f"numba compilation included). geoproc {v['geoproc']}, numba {v['numba']}, numpy {v['numpy']}. "
         "`geoproc.fmask_classes` with its defaults (cloud_probability 0.2; 0.175 on Landsat 8, Fmask 4's value; "
-        "min_clear_share 0.001, Fmask's) unless the row says otherwise, no buffers. What each row compares: the script's docstring.\n\n" + table
+        "min_clear_share 0.001, Fmask's) unless the row says otherwise, no buffers. "
+        "What each row compares: the script's docstring.\n\n" + table
     )
     print(table)
     if not args.no_save:

@@ -232,7 +232,8 @@ def test_metric_floor_on_real_landsat8_with_thermal():
     with rasterio.open(os.path.join(folder, f"{sid}_QA_PIXEL.TIF")) as src:
         qa = src.read(1)
     h, w = qa.shape
-    ds = xr.Dataset(variables, coords={"y": tr.f + (np.arange(h) + 0.5) * tr.e, "x": tr.c + (np.arange(w) + 0.5) * tr.a})
+    coords = {"y": tr.f + (np.arange(h) + 0.5) * tr.e, "x": tr.c + (np.arange(w) + 0.5) * tr.a}
+    ds = xr.Dataset(variables, coords=coords)
     res = abs(tr.a)
     classes = fmask_classes(ds, sun_azimuth=float(meta["SUN_AZIMUTH"]), sun_elevation=float(meta["SUN_ELEVATION"]),
                             background_radius=10 * res, cloud_probability=0.175).values
