@@ -23,7 +23,7 @@ DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
 
 
-def _scene(seed=0, size=60, thermal=False):
+def _scene(seed=0, size=60, thermal=False, cirrus=False):
     """Vegetation, bare soil, water, hazy land and bright and thin clouds, with per-pixel noise."""
     rng = np.random.default_rng(seed)
     kinds = {  # blue, green, red, nir, swir16, swir22, BT (K)
@@ -46,6 +46,8 @@ def _scene(seed=0, size=60, thermal=False):
     ds = xr.Dataset({b: (("y", "x"), values[i]) for i, b in enumerate(SIX)}, coords=coords)
     if thermal:
         ds["lwir11"] = (("y", "x"), values[6])
+    if cirrus:  # thin cirrus over the "thin" blocks and some noise elsewhere
+        ds["cirrus"] = (("y", "x"), np.where(layout[5], 0.02, 0.002).astype(np.float32) * noise[0])
     return ds
 
 
@@ -63,10 +65,12 @@ def _reference_cloud(ds, constant=0.2):
     hot = b - 0.5 * r
     thermal = "lwir11" in ds
     bt = ds["lwir11"].values.astype(np.float32) - np.float32(273.15) if thermal else None
+    ci = ds["cirrus"].values.astype(np.float64) if "cirrus" in ds else np.zeros_like(b)
     # Zhu & Woodcock 2012: basic (with BT < 27 C), whiteness, HOT, NIR/SWIR-1.6 tests; water test
     pcp = (s2 > 0.03) & (ndsi < 0.8) & (ndvi < 0.8) & (white < 0.7) & (hot - 0.08 > 0) & (n / s1 > 0.75)
     if thermal:
         pcp &= bt < 27
+    pcp |= ci > 0.01  # Zhu, Wang & Woodcock 2015: cirrus test
     water = ((ndvi < 0.01) & (n < 0.11)) | ((ndvi > 0) & (ndvi < 0.1) & (n < 0.05))
     clear_land = ~pcp & ~water
     clear_water = ~pcp & water & (s2 < 0.03)
@@ -83,6 +87,8 @@ def _reference_cloud(ds, constant=0.2):
         h_low, h_high = np.percentile(hq[clear_land], [17.5, 82.5])
         lprob = np.clip((hot - h_low) / (h_high - h_low), 0, 1) * vari
         wprob = wb
+    cirrus_prob = np.maximum(ci / 0.04, 0)  # Zhu, Wang & Woodcock 2015: added to both probabilities
+    lprob, wprob = lprob + cirrus_prob, wprob + cirrus_prob
     lprob, wprob = _quantised(lprob, k.HIST_GRIDS["prob"]), _quantised(wprob, k.HIST_GRIDS["prob"])
     land_thr = np.percentile(lprob[clear_land], 82.5) + constant
     water_thr = np.percentile(wprob[clear_water], 82.5) + constant if clear_water.any() else -np.inf
@@ -92,9 +98,9 @@ def _reference_cloud(ds, constant=0.2):
     return cloud, pcp
 
 
-@pytest.mark.parametrize("thermal", [False, True])
-def test_cloud_layer_is_the_published_formulas(thermal):
-    ds = _scene(seed=3, thermal=thermal)
+@pytest.mark.parametrize("thermal, cirrus", [(False, False), (True, False), (False, True)])
+def test_cloud_layer_is_the_published_formulas(thermal, cirrus):
+    ds = _scene(seed=3, thermal=thermal, cirrus=cirrus)
     expected, pcp = _reference_cloud(ds)
     got = fmask_classes(ds, cloud_fill=False, shadows=False) == 4
     # the scene-wide step matters here: it drops some potential cloud pixels and keeps others
@@ -145,15 +151,20 @@ def test_object_matching_finds_the_shadow_height():
 
 
 def test_chunking_does_not_change_the_classes():
-    scenes = [_scene(seed=s, size=72) for s in (4, 5)]
+    scenes = [_scene(seed=s, size=72, thermal=True, cirrus=True) for s in (4, 5)]
     ds = xr.concat(scenes, dim="time")
+    rng = np.random.default_rng(9)  # Sentinel-2 B7 and B8A for the CDI (a halo of 3 px at 30 m)
+    ds["rededge3"] = ds["nir"] * rng.uniform(0.8, 1.0, ds["nir"].shape).astype(np.float32)
+    ds["nir08"] = ds["nir"] * rng.uniform(0.95, 1.05, ds["nir"].shape).astype(np.float32)
     for b in SIX:  # a dark shadow south-east of each bright block: NIR and SWIR at 40 %
         ds[b].values[:, 40:50, 40:50] = [[0.45]] if b != "swir22" else [[0.25]]
     for b in ("nir", "swir16"):
         ds[b].values[:, 50:58, 46:56] *= 0.4
     kw = {"sun_azimuth": [300.0, 320.0], "sun_elevation": 45.0, "cloud_height": (200.0, 2000.0),
           "background_radius": 300.0}
-    whole = fmask_classes(ds, **kw).values
+    whole = fmask_classes(ds, **kw)
+    assert set(whole.attrs["bands"]) == set(ds.data_vars)  # thermal, cirrus and the CDI all in use
+    whole = whole.values
     assert (whole == 2).sum() > 20 and (whole == 4).sum() > 100
     for chunks in ({"time": 1, "y": 20, "x": 33}, {"time": 2, "y": 72, "x": 9}):
         lazy = fmask_classes(ds.chunk(chunks), **kw)
