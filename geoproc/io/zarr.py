@@ -433,7 +433,7 @@ def begin_write(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", category=UserWarning)
                     for group, part in _groups(ds, levels, chunking):
-                        part.to_zarr(zarr_store(target.loc, target.opts), mode="a", append_dim=append_dim,
+                        _template(part).to_zarr(zarr_store(target.loc, target.opts), mode="a", append_dim=append_dim,
                                      compute=False, consolidated=False, zarr_format=fmt, group=group)
             except Exception as exc:
                 raise target.error("cannot extend", exc, "check the store and the credentials") from None
@@ -444,7 +444,7 @@ def begin_write(
                 for level, (group, part) in enumerate(_groups(ds, levels, chunking)):
                     encoding = _encoding(ds, chunking, int(compression_level), fmt) if level == 0 else \
                         _level_encoding(ds, chunking, int(compression_level), 2**level, fmt)
-                    part.to_zarr(zarr_store(target.loc, target.opts), mode="w", zarr_format=fmt, consolidated=False,
+                    _template(part).to_zarr(zarr_store(target.loc, target.opts), mode="w", zarr_format=fmt, consolidated=False,
                                  compute=False, encoding=encoding, group=group)
                 if levels:  # the root group: what the store is (provenance, grid) and its multiscales layout
                     import zarr
@@ -497,6 +497,17 @@ def _groups(ds: xr.Dataset, levels: int, chunking: dict) -> list[tuple[str | Non
         return [(None, ds)]
     compute = {name: c["shards"] or c["chunks"] for name, c in chunking.items()}
     return [("0", ds)] + [(str(level), level_dataset(ds, level, compute)) for level in range(1, levels + 1)]
+
+
+def _template(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with each data variable one lazy, never computed dask chunk of its shape: xarray writes the
+    store's metadata from it (``compute=False``) without building and optimising the store graph of the
+    real result, which cost 13 s at 38,416 chunks."""
+    out = ds.copy()
+    for name, var in ds.data_vars.items():
+        out[name] = var.copy(data=da.empty(var.shape, dtype=var.dtype, chunks=var.shape))
+        out[name].encoding = dict(var.encoding)
+    return out
 
 
 def _append_start(target: _Target, ds: xr.Dataset, existing: xr.Dataset, dim: str) -> tuple[int, bool]:
