@@ -230,7 +230,18 @@ class GridSpec:
 
     def window(self, row: int, col: int, height: int, width: int) -> GridSpec:
         """The sub-grid starting at pixel ``(row, col)`` of the given size."""
-        return GridSpec(self.crs, self.transform @ Affine.translation(col, row), (height, width))
+        t = self.transform
+        # the translation as Affine's product computes it (a*col + b*row + c), without its generic 3 x 3 path;
+        # a window of a north-up grid is north-up, so the checks of __init__ are skipped (every read task
+        # makes one)
+        sub = object.__new__(GridSpec)
+        object.__setattr__(sub, "crs", self.crs)
+        object.__setattr__(sub, "transform", Affine(t.a, t.b, t.a * col + t.b * row + t.c,
+                                                    t.d, t.e, t.d * col + t.e * row + t.f))
+        object.__setattr__(sub, "shape", (int(height), int(width)))
+        if height <= 0 or width <= 0:
+            raise InvalidArgumentError(f"grid shape must be positive, got {(height, width)}")
+        return sub
 
     def chunk_sizes(self, chunk: tuple[int, int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Dask-style chunk sizes along y and x for a ``(cy, cx)`` chunk shape."""
