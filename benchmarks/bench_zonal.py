@@ -75,7 +75,6 @@ def main() -> None:
     res, x0, y1 = 10.0, 400000.0, 5500000.0
 
     import geopandas as gpd
-    import pandas as pd
     import rioxarray
     import xarray as xr
     from dask.distributed import Client, LocalCluster
@@ -153,7 +152,8 @@ def main() -> None:
              + (f" --size {args.size} --dates {args.dates} --fields {n}" if args.fields or args.size != 2048
                 or args.dates != 10 else "") + "`.",
              f"Cube: {args.size} x {args.size} px x {args.dates} dates (float32 GeoTIFF, one band per date); {n} "
-             f"field polygons (rotated rectangles of ~{args.size / np.ceil(np.sqrt(n)) * 0.52:.0f} px a side, no overlaps); count "
+             f"field polygons (rotated rectangles of ~{args.size / np.ceil(np.sqrt(n)) * 0.52:.0f} px a side, "
+             "no overlaps); count "
              f"and mean per field and date. geoproc chunks: {args.chunk} x {args.chunk} px x all dates. "
              + ("Scaled down from the issue's 10,000 x 10,000 px x 50 dates with 100,000 fields (the same density "
                 "of fields): that cube is 20 GB of float32, beyond this 2-core machine's share of memory and time; "

@@ -65,7 +65,8 @@ def _from_geojson(obj: dict, zone_id: str | None):
 
 def _from_frame(gdf, zone_id: str | None):
     if zone_id is not None and zone_id not in gdf.columns:
-        raise InvalidArgumentError(f"the zones have no column {zone_id!r} (columns: {', '.join(map(str, gdf.columns))}); "
+        columns = ", ".join(map(str, gdf.columns))
+        raise InvalidArgumentError(f"the zones have no column {zone_id!r} (columns: {columns}); "
                                    "name one with zone_id=...")
     ids = np.asarray(gdf[zone_id] if zone_id is not None else gdf.index)
     return np.asarray(gdf.geometry.values, dtype=object), ids, gdf.crs
@@ -115,7 +116,8 @@ def read_polygons(zones, crs, zone_id: str | None = None) -> Polygons:
         ids = np.arange(len(geoms))
     kinds = set(shapely.get_type_id(geoms).tolist()) if len(geoms) else set()
     if not kinds <= {3, 6}:
-        raise InvalidArgumentError("zones must be Polygons or MultiPolygons; buffer points and lines into polygons first")
+        raise InvalidArgumentError("zones must be Polygons or MultiPolygons; "
+                                   "buffer points and lines into polygons first")
     if src_crs is not None and crs is not None:
         from pyproj import CRS, Transformer
 

@@ -112,7 +112,7 @@ def vectorize(mask_or_labels: xr.DataArray, *, connectivity: int = 4, data: xr.D
     if len(xs) < 2 or len(ys) < 2:
         raise InvalidArgumentError("vectorize needs x and y coordinates with at least 2 pixels each")
     dx, dy = xs[1] - xs[0], ys[1] - ys[0]
-    a, b, c, d, e, f = dx, 0.0, xs[0] - dx / 2, 0.0, dy, ys[0] - dy / 2
+    a, c, e, f = dx, xs[0] - dx / 2, dy, ys[0] - dy / 2  # the grid's transform (north-up or not, no rotation)
     if connectivity == 8:  # GDAL draws parts joined at a corner as one self-touching ring: its valid form
         merged = shapely.make_valid(merged)
     placed = shapely.transform(merged, lambda p: np.column_stack([a * p[:, 0] + c, e * p[:, 1] + f]))

@@ -23,7 +23,6 @@ import re
 import dask
 import dask.array as da
 import numpy as np
-import pandas as pd
 import shapely
 import xarray as xr
 from affine import Affine

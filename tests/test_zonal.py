@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
-import rioxarray  # noqa: F401
+import rioxarray  # noqa: F401  (registers .rio)
 import shapely
 import xarray as xr
 from rasterio.transform import from_origin
@@ -101,7 +101,8 @@ def test_centre_coverage_equals_rasterstats(tmp_path):
     to_ll = Transformer.from_crs("EPSG:32633", "OGC:CRS84", always_xy=True)
     ll = [shapely.transform(g, lambda xy: np.column_stack(to_ll.transform(xy[:, 0], xy[:, 1]))) for g in chosen]
     fc = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "id": k, "properties": {}, "geometry": shapely.geometry.mapping(g)} for k, g in enumerate(ll)]}
+        {"type": "Feature", "id": k, "properties": {}, "geometry": shapely.geometry.mapping(g)}
+        for k, g in enumerate(ll)]}
     ours = geoproc.zonal_stats(cube.chunk({"y": 40, "x": 25}), fc, stats=("count", "mean", "median", "p90", "min"),
                                output="xarray")
     back = [shapely.transform(g, lambda xy: np.column_stack(
