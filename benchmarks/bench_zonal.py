@@ -15,6 +15,12 @@ are the same for all three:
 
 Statistics: count and mean per field and date. Agreement: geoproc's fractions vs exactextract, geoproc's centres vs
 xarray-spatial (max abs differences). The figures go to RESULTS.md (section "Zonal statistics").
+
+    python benchmarks/bench_zonal.py --memory 2048,4096,8192   # geoproc alone: peak memory against area
+
+measures geoproc alone on cubes generated in the graph (no files) of growing area with the same chunks, dates and
+density of fields: wall time and the peak RSS of the client and the workers (sampled every 20 ms), which should
+follow the chunk size and the number of zones, not the area (section "Zonal statistics: memory against area").
 """
 
 from __future__ import annotations
@@ -63,6 +69,53 @@ def write_cube(path: str, size: int, dates: int, res: float, x0: float, y1: floa
             dst.write(block, window=rasterio.windows.Window(0, y, size, h))
 
 
+def memory_scaling(sizes: list[int], dates: int, chunk: int, write: bool) -> None:
+    import dask.array as da
+    import xarray as xr
+    from _common import ProcessTreeMonitor, worker_pids
+    from dask.distributed import Client, LocalCluster
+
+    import geoproc
+
+    res, x0, y1 = 10.0, 400000.0, 5500000.0
+    rows = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        for size in sizes:
+            n = size * size // 1000
+            geoms = fields(size, n, res, x0, y1)
+            cube = xr.DataArray(
+                da.random.default_rng(size).random((dates, size, size), dtype=np.float32, chunks=(dates, chunk, chunk)),
+                dims=("time", "y", "x"), coords={"time": np.arange(dates), "y": y1 - res / 2 - res * np.arange(size),
+                                                  "x": x0 + res / 2 + res * np.arange(size)})
+            geoproc.zonal_stats(cube.isel(y=slice(0, 64), x=slice(0, 64)), geoms[:4], stats=("count", "mean"),
+                                coverage="fraction")  # imports and compiling, not measured
+            client.run(lambda: __import__("gc").collect())
+            with ProcessTreeMonitor(pids=worker_pids(client)) as mon:
+                out = geoproc.zonal_stats(cube, geoms, stats=("count", "mean"), coverage="fraction", output="xarray")
+            u = mon.usage
+            assert out.sizes["zone"] == n and float(out["count"].sum()) > 0
+            rows.append((size, n, size * size * dates * 4 / 2**30, u.wall, u.start_rss / 2**30, u.peak_rss / 2**30))
+            print(rows[-1])
+    lines = ["## Zonal statistics: memory against area", "",
+             f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Command: `python benchmarks/bench_zonal.py "
+             f"--memory {','.join(map(str, sizes))}`. geoproc alone, exact fractions, count and mean, on float32 cubes "
+             f"of {dates} dates generated in the graph (no files), chunks of {dates} x {chunk} x {chunk} px, one field "
+             "per 1,000 px; LocalCluster of 2 processes x 1 thread. RSS summed over the client and both workers.", "",
+             "| size (px) | fields | cube GiB | wall s | RSS before GiB | peak RSS GiB | peak above before GiB |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for size, n, gb, wall, r0, r1 in rows:
+        lines.append(f"| {size} x {size} | {n} | {gb:.2f} | {wall:.1f} | {r0:.2f} | {r1:.2f} | {r1 - r0:.2f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        path = HERE / "RESULTS.md"
+        old = path.read_text()
+        section = re.compile(r"## Zonal statistics: memory against area\n.*?(?=\n## |\Z)", re.S)
+        new = section.sub(text.rstrip("\n") + "\n", old) if section.search(old) else old.rstrip("\n") + "\n\n" + text
+        path.write_text(new)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=2048)
@@ -70,7 +123,10 @@ def main() -> None:
     ap.add_argument("--fields", type=int, default=None, help="default: the full size's density, size^2 / 1000")
     ap.add_argument("--chunk", type=int, default=1024)
     ap.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
+    ap.add_argument("--memory", default=None, help="comma-separated sizes: geoproc's peak memory against area")
     args = ap.parse_args()
+    if args.memory:
+        return memory_scaling([int(v) for v in args.memory.split(",")], args.dates, args.chunk, not args.no_write)
     n = args.fields or args.size * args.size // 1000
     res, x0, y1 = 10.0, 400000.0, 5500000.0
 
