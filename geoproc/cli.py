@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume", action="store_true", help="finish an interrupted run: keep the regions already written"
     )
+    run.add_argument("--from", dest="date_from", metavar="DATE",
+                     help="workflow files with steps: (re)process every item dated from DATE (a backfill)")
+    run.add_argument("--to", dest="date_to", metavar="DATE",
+                     help="workflow files with steps: (re)process every item dated up to DATE (a backfill)")
     job_options(run)
 
     gen = sub.add_parser("generate", help="write a synthetic Sentinel-2-like archive with ground truth")
@@ -70,6 +74,30 @@ def _demo_spec(root: str, output: str | None):
     return JobSpec.from_dict(spec)
 
 
+def _run_workflow(args) -> int:
+    """A workflow file with steps and products: one incremental run (see geoproc.run.incremental)."""
+    from .errors import InvalidArgumentError
+    from .run.incremental import run_workflow
+    from .run.workflow_file import read_workflow
+
+    wf = read_workflow(args.workflow)  # the whole file is checked before anything runs
+    if args.output or args.overwrite:  # --resume is accepted: every workflow run resumes (the CronJob passes it)
+        raise InvalidArgumentError(
+            f"{args.workflow}: --output/--overwrite apply to single-pipeline jobs; a workflow's products name "
+            "their outputs, and a rerun resumes and updates them by itself (delete a store to rebuild it)"
+        )
+    backfill = (args.date_from, args.date_to) if args.date_from or args.date_to else None
+    cluster = args.cluster if args.cluster is not None else wf.cluster
+    if cluster is None and args.workers is None:
+        report = run_workflow(wf, backfill=backfill)  # the threaded scheduler of this process
+    else:
+        from .run.cluster import ClusterSpec, connect
+
+        with connect(ClusterSpec.parse(cluster), n_workers=args.workers) as client:
+            report = run_workflow(wf, backfill=backfill, client=client)
+    return 1 if report.failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -89,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             arc = generate_archive(args.root, size=args.size, dates=args.dates, tiles=args.tiles, seed=args.seed)
             print(f"wrote {len(arc.item_ids)} items to {arc.catalog}")
             return 0
-        from .workflow import load_spec, run_job
+        from .workflow import is_workflow_file, load_spec, run_job
 
+        if args.command == "run" and is_workflow_file(args.workflow):
+            return _run_workflow(args)
         if args.command == "demo":
             spec = _demo_spec(args.root, args.output)
         else:

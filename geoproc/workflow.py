@@ -18,7 +18,7 @@ import yaml
 
 from .errors import InvalidArgumentError
 
-__all__ = ["JobSpec", "JobResult", "DEMO_SPEC", "run_job", "load_spec"]
+__all__ = ["JobSpec", "JobResult", "DEMO_SPEC", "run_job", "load_spec", "is_workflow_file"]
 
 #: The embedded default job: a small synthetic archive generated on first use.
 DEMO_SPEC: dict[str, Any] = {
@@ -114,6 +114,16 @@ class JobSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def is_workflow_file(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a workflow file with ``steps:`` (any pipeline, :mod:`geoproc.run.workflow_file`),
+    False for a single-pipeline job file (this module) or a file that cannot be read (its error comes later)."""
+    try:
+        with open(path) as fh:
+            return any(line.startswith("steps:") for line in fh)
+    except OSError:
+        return False
 
 
 def load_spec(path: str | os.PathLike, **overrides: Any) -> JobSpec:
