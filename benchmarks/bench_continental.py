@@ -61,6 +61,8 @@ CLOUDS = (3, 8, 9, 10)
 #: Europe (the continent, to the Urals) in km^2, and Sentinel-2 acquisitions of one place in a month
 #: (two satellites, 5-day revisit at the equator, more where orbits overlap)
 EUROPE_KM2, DATES_PER_MONTH = 10.2e6, 8
+#: tiles of the end-to-end sample, in chunks (4 x 4 chunks of 512 px: 16 regions of 80 dates each)
+SAMPLE_TILE = 4
 
 
 def cpu(f, *args, **kwargs):
@@ -178,7 +180,7 @@ def tiles_end_to_end(cluster, folder, side, n, sample):
     job = build(items, side)
     url = os.path.join(folder, "continent.zarr")
     w = begin_write(job, url, stac_item=False)
-    _, _, tiles = _tiling(w, None, DEFAULT_MAX_TASKS)
+    _, _, tiles = _tiling(w, SAMPLE_TILE, DEFAULT_MAX_TASKS)
     positions = sorted(tiles)
     # a representative sample: tiles spread over the area
     pick = [positions[i] for i in np.linspace(0, len(positions) - 1, sample).round().astype(int)]
@@ -189,7 +191,8 @@ def tiles_end_to_end(cluster, folder, side, n, sample):
             peak[0] = max(peak[0], cluster.scheduler_rss())
 
     rss0 = cluster.scheduler_rss()
-    run = write_tiled(job, url, mode="resume", only=pick, client=cluster.client, progress=watch, stac_item=False)
+    run = write_tiled(job, url, mode="resume", tile=SAMPLE_TILE, only=pick, client=cluster.client, progress=watch,
+                      stac_item=False)
     dates = len(set(i.datetime.date() for i in items))
     return {"tiles run": f"{len(pick)} of {len(positions)}", "regions": run.regions_written, "seconds": run.seconds,
             "Mpx/s/core": run.mpx_per_s / cluster.cores,
@@ -278,7 +281,7 @@ def report(scale, series, sub, e2e, ovh, cores) -> str:
     lines += [f"**Submission** of a one-graph write of {sub['tasks']:,} tasks to a `dask scheduler` process: graph "
               f"{sub['graph']:.1f} s, submitted {sub['submitted']:.1f} s, all held by the scheduler {sub['held']:.1f} s "
               f"after the start; the scheduler grew by {sub['scheduler MiB']:.0f} MiB.", ""]
-    lines += [f"**Tiles end to end** ({e2e['tiles run']} tiles of the largest job, {e2e['regions']} regions of 80 dates, "
+    lines += [f"**Tiles end to end** ({e2e['tiles run']} tiles of {SAMPLE_TILE} x {SAMPLE_TILE} chunks of the largest job, {e2e['regions']} regions of 80 dates, "
               f"synthetic pixels, 2 workers x 1 thread): {e2e['seconds']:.0f} s, **{e2e['Mpx/s/core']:.2f} output Mpx/s "
               f"per core** ({e2e['input Mpx/s/core']:.0f} input Mpx/s per core: {e2e['dates']} dates x 3 bands), at most "
               f"{e2e['max tasks in flight']:,} tasks in flight, scheduler at {e2e['scheduler MiB']:.0f} MiB "
