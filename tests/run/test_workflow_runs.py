@@ -4,7 +4,7 @@ on SeaweedFS, killed mid-way, and started twice at once."""
 from __future__ import annotations
 
 import copy
-import dataclasses
+import json
 import math
 import os
 import signal
@@ -112,6 +112,8 @@ def test_nightly_runs_do_only_the_new_work(stac_api, small_archive, tmp_path):
     assert len(second.new_items) == 2 and not second.updated_items
     assert [p.regions_written for p in second.products] == [2 * s, s]
     assert [len(p.labels_appended) for p in second.products] == [2, 1]
+    collection = json.loads(Path(wf.products[0].output + ".stac-collection.json").read_text())
+    assert collection["extent"]["temporal"]["interval"][0][1].startswith("2024-05-18")  # the STAC Collection follows
 
     # a reprocessed scene: the same id, a newer `updated`, other pixels (May 13's red band)
     replaced = copy.deepcopy(records[1])
@@ -206,3 +208,13 @@ def test_a_run_killed_mid_way_resumes_and_a_second_run_is_refused(small_archive,
     run_workflow(oneshot, log=_quiet)
     for a, b in zip(wf.products, oneshot.products):
         assert _store(a.output, a.name).values.tobytes() == _store(b.output, b.name).values.tobytes()
+
+
+def test_from_to_backfills_the_dates_in_the_range(small_archive, tmp_path):
+    wf, _ = _workflow(str(small_archive.catalog), "{}", tmp_path / "out")
+    run_workflow(wf, log=_quiet)
+    s = _spatial_chunks(wf.products[0].output, "ndvi")
+    again = run_workflow(wf, backfill=("2024-05-08", "2024-05-08"), log=_quiet)
+    assert again.dates == ["2024-05-08"] and again.updated_items == ["S2X_33TA_20240508_L2A"]
+    assert [p.regions_written for p in again.products] == [s, s]  # that date, its week
+    assert run_workflow(wf, log=_quiet).regions_written == 0
