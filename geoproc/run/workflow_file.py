@@ -73,7 +73,7 @@ FUNCTIONS = (*PUBLIC, *WIRING)
 PERIODS = {"day": "D", "week": "W", "month": "M", "quarter": "Q", "year": "Y"}
 
 TOP_KEYS = ("name", "description", "catalog", "generate", "search", "steps", "products", "state", "cluster",
-            "preflight", "lock_lease")
+            "lock_lease")
 SEARCH_KEYS = ("collections", "bbox", "intersects", "datetime", "query", "filter", "filter_lang", "max_items")
 PRODUCT_KEYS = ("step", "output", "zarr_format", "overviews")
 _STD_TAG = "tag:yaml.org,2002:"
@@ -122,7 +122,6 @@ class Workflow:
     state: str
     generate: dict[str, Any] | None = None
     cluster: Any = None
-    preflight: str = "off"
     lock_lease: float = 300.0
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -311,7 +310,7 @@ class _Validator:
         if not isinstance(lease, (int, float)) or lease < 5:
             self.fail(d["lock_lease"].line, f"lock_lease must be seconds >= 5, got {lease!r}")
         return Workflow(self.path, str(name), raw["catalog"], raw.get("search") or {}, tuple(steps), tuple(products),
-                        state, raw.get("generate"), raw.get("cluster"), raw.get("preflight", "off"), float(lease), raw)
+                        state, raw.get("generate"), raw.get("cluster"), float(lease), raw)
 
     def step(self, name: str, node: _Node, earlier: dict[str, Step]) -> Step:
         body = self.mapping(node, f"step {name!r}")
