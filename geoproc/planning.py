@@ -11,7 +11,15 @@ from ._prepare import prepare
 from .io.items import numpy_dtype
 from .io.reader import shrink_factor
 
-__all__ = ["LoadPlan", "plan"]
+__all__ = ["LoadPlan", "plan", "task_memory", "check_task_memory", "IDLE_WORKER_BYTES", "PEAK_PER_TASK_BYTE"]
+
+#: Memory of an idle worker process that has imported geoproc and run its kernels once (measured 407-436 MiB
+#: with ``benchmarks/task_memory.py``; ~380 MiB on the issue's workers).
+IDLE_WORKER_BYTES = 400 * 2**20
+#: A region task's peak memory over its input chunks (``task_bytes``): the reads, plus the arrays that the
+#: mask, the index and the composite make. Measured 1.5-1.9 for mask + NDVI + median (13.6-17.2 B per pixel
+#: per date over 9 B of float32 red/nir and uint8 SCL: ``benchmarks/task_memory.py``).
+PEAK_PER_TASK_BYTE = 2.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,10 @@ class LoadPlan:
         index, reduce) holds at least, whatever the number of items or the
         size of the area. Steps that make new arrays add to it (about one
         float32 chunk each).
+    peak_task_bytes
+        The peak memory of one region task of a mask + index + composite job:
+        ``task_bytes`` times :data:`PEAK_PER_TASK_BYTE` (measured). A worker
+        needs :data:`IDLE_WORKER_BYTES` plus this per thread.
     """
 
     items: int
@@ -70,6 +82,7 @@ class LoadPlan:
     bytes_out: int
     chunk_bytes: int
     task_bytes: int
+    peak_task_bytes: int = 0
 
     def __str__(self) -> str:
         t, h, w = self.shape
@@ -82,7 +95,8 @@ class LoadPlan:
                 f"({'time whole' if self.time_chunk >= t else f'{self.time_chunk} time steps'}); {self.tasks} load tasks",
                 f"reads       {self.reads} asset windows, about {_size(self.bytes_to_read)} uncompressed",
                 f"output      {_size(self.bytes_out)}; largest chunk of one band {_size(self.chunk_bytes)}",
-                f"memory      {_size(self.task_bytes)} per task (one chunk of every band)",
+                f"memory      {_size(self.task_bytes)} per task (one chunk of every band), peak about "
+                f"{_size(self.peak_task_bytes)} with mask + index + composite",
             ]
         )
 
@@ -118,7 +132,7 @@ def plan(items, bands, **load_args) -> LoadPlan:
     chunks      6 of 128 x 128 px (time whole); 18 load tasks
     reads       180 asset windows, about 1.2 MiB uncompressed
     output      2.5 MiB; largest chunk of one band 384.0 KiB
-    memory      864.0 KiB per task (one chunk of every band)
+    memory      864.0 KiB per task (one chunk of every band), peak about 1.7 MiB with mask + index + composite
 
     A long series in per-date chunks (each task reads and holds one date):
 
@@ -162,6 +176,67 @@ def plan(items, bands, **load_args) -> LoadPlan:
         bytes_out=int(sum(n_time * grid.height * grid.width * _out_itemsize(b) for b in prep.bands)),
         chunk_bytes=int(max(tc * cy * cx * _out_itemsize(b) for b in prep.bands)),
         task_bytes=int(sum(tc * cy * cx * _out_itemsize(b) for b in prep.bands)),
+        peak_task_bytes=int(PEAK_PER_TASK_BYTE * sum(tc * cy * cx * _out_itemsize(b) for b in prep.bands)),
+    )
+
+
+def task_memory(ds) -> int:
+    """The peak memory of one region task over the loaded ``ds`` (a :func:`geoproc.load` Dataset): its
+    largest chunk of every band times :data:`PEAK_PER_TASK_BYTE`.
+
+    Examples
+    --------
+    >>> items = geoproc.search("geoproc-demo/archive/catalog.json")
+    >>> ds = geoproc.load(items, ["red", "nir"], resolution=10, chunks=64)
+    >>> task_memory(ds)  # 6 dates x 64 x 64 px x 2 float32 bands x 2
+    393216
+    """
+    total = 0
+    for var in ds.data_vars.values():
+        chunks = var.data.chunks if var.chunks is not None else tuple((n,) for n in var.shape)
+        total += math.prod(max(c) for c in chunks) * var.dtype.itemsize
+    return int(PEAK_PER_TASK_BYTE * total)
+
+
+def check_task_memory(ds, memory_limit: int | None, threads: int = 1) -> int:
+    """Refuse, before compute, a job whose region tasks would not fit a worker's memory.
+
+    A worker holds :data:`IDLE_WORKER_BYTES` plus, per thread, one task's peak (:func:`task_memory`); past
+    distributed's ``terminate`` fraction of ``memory_limit`` (95%) its nanny kills it. Returns the task's
+    peak; raises :class:`geoproc.errors.InvalidArgumentError` naming a spatial chunk size that fits.
+
+    Examples
+    --------
+    >>> items = geoproc.search("geoproc-demo/archive/catalog.json")
+    >>> ds = geoproc.load(items, ["red", "nir", "scl"], resolution=10, chunks=512)
+    >>> check_task_memory(ds, 2 * 2**30)  # fits a 2 GiB worker: the task's peak
+    5305824
+    >>> check_task_memory(ds, 420 * 2**20)
+    Traceback (most recent call last):
+    geoproc.errors.InvalidArgumentError: a region task needs about 5.1 MiB (138 x 356 px chunks) on top of an idle worker's 400.0 MiB, more than the workers' memory limit of 420.0 MiB allows: use smaller chunks or give each worker more memory
+    """
+    import dask
+
+    from .errors import InvalidArgumentError
+
+    peak = task_memory(ds)
+    if not memory_limit:
+        return peak
+    fraction = dask.config.get("distributed.worker.memory.terminate", 0.95) or 1.0
+    usable = memory_limit * fraction - IDLE_WORKER_BYTES
+    if peak * threads <= usable:
+        return peak
+    var = next(iter(ds.data_vars.values()))
+    cy, cx = (max(var.chunks[var.dims.index(d)]) for d in ("y", "x"))
+    # the spatial chunk that fits with a margin (the pause fraction, 80%), in steps of 64 px
+    target = max(memory_limit * 0.8 - IDLE_WORKER_BYTES, 0) / threads
+    side = int(math.sqrt(target / peak * cy * cx)) // 64 * 64 if target > 0 else 0
+    fix = (f"load with chunks={side} (a task then needs about {_size(peak * side * side / (cy * cx))}) "
+           if side >= 64 else "")
+    raise InvalidArgumentError(
+        f"a region task needs about {_size(peak)} ({cy} x {cx} px chunks) on top of an idle worker's "
+        f"{_size(IDLE_WORKER_BYTES)}{f' with {threads} threads' if threads > 1 else ''}, more than the workers' "
+        f"memory limit of {_size(memory_limit)} allows: {fix or 'use smaller chunks '}or give each worker more memory"
     )
 
 

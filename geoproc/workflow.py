@@ -196,7 +196,9 @@ def run_job(
     from .run.cluster import ClusterSpec, connect
     from .run.preflight import check_mode, input_href
     from .run.preflight import preflight as check_workers
-    from .run.tiles import run_tiles
+    from .planning import check_task_memory
+    from .run.tiles import _memory_limit, run_tiles
+    from .run.watch import Watch
 
     started = time.perf_counter()
     cluster_spec = ClusterSpec.parse(cluster if cluster is not None else spec.cluster)  # refused before any work
@@ -232,13 +234,16 @@ def run_job(
             report = check_workers(client, input_href=input_href(items, load_args.get("bands")), output=spec.output,
                                    exclude=checks == "exclude")
             log(report.summary())
+        # a task that cannot fit a worker's memory is refused here, with a chunk size that fits
+        task_bytes = check_task_memory(ds, _memory_limit(client))
         log(
             f"computing {result.name} on a {ds.sizes['y']} x {ds.sizes['x']} grid from {ds.sizes['time']} time slices "
             f"({len(ds.attrs['input_items'])} scenes)"
         )
         # each region is a future released as soon as it is written: a worker lost mid-job costs only the
         # regions it was computing; a failure stops the job with the --resume hint (the written regions stay)
-        run_tiles(write, client=client, progress=progress, on_failure="stop", retries=1)
+        run_tiles(write, client=client, progress=progress, on_failure="stop", retries=1, task_bytes=task_bytes,
+                  watch=Watch(client, log=log))
 
     png = None
     if spec.quicklook:

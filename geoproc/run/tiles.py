@@ -15,6 +15,14 @@ A tile whose tasks still fail after Dask's retries is submitted again (``retries
 every time it is recorded with its error beside the store (``<store>.geoproc/failed/``) and, with
 ``on_failure="continue"``, the other tiles go on; the store then stays unfinished and the report
 names the failed tiles, which a run with ``mode="resume"`` completes.
+
+Losing workers costs only what they were computing: each region's task checks its done marker before
+reading (:func:`geoproc.run.watch.guard`), so a task that runs again after its worker died having written
+the region computes nothing, and every run of a region task leaves a record in the run log
+(:func:`geoproc.run.watch.run_log`). While it waits, the runner watches the cluster
+(:class:`geoproc.run.watch.Watch`): no workers, or all of them paused at their memory limit, is said and then
+stops the run; a lost scheduler, workers killed on every attempt and memory exhaustion end in one-line errors
+with the ``--resume`` hint.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import xarray as xr
 from ..errors import GeoprocError, InvalidArgumentError, OutputError
 from ..io._regions import Block, Write
 from ..io.zarr import begin_write
+from . import watch as _watch
 
 __all__ = ["write_tiled", "run_tiles", "TiledRun", "TileFailure", "DEFAULT_MAX_TASKS", "ON_FAILURE"]
 
@@ -143,6 +152,7 @@ def write_tiled(
     only: Sequence[tuple[int, int]] | None = None,
     progress: bool | Callable[[TiledRun, int, int], None] = False,
     client=None,
+    task_bytes: int | None = None,
     **to_zarr_args: Any,
 ) -> TiledRun:
     """Write ``data`` to a Zarr store tile by tile, keeping at most ``max_tasks`` tasks submitted.
@@ -182,6 +192,9 @@ def write_tiled(
     client
         A ``distributed.Client`` (default: the current one, if any; else the
         tiles run one after another on the local threaded scheduler).
+    task_bytes
+        The memory one region task needs (:func:`geoproc.planning.task_memory`), named with the
+        workers' limit when tasks run out of memory.
     **to_zarr_args
         ``attrs``, ``storage_options``, ``append_dim``, ``compression_level``,
         ``shard_inner_chunk``, ``stac_item``, as for :func:`geoproc.to_zarr`.
@@ -212,13 +225,16 @@ def write_tiled(
     started = time.perf_counter()
     w = begin_write(data, url, mode=mode, **to_zarr_args)
     return run_tiles(w, tile=tile, max_tasks=max_tasks, retries=retries, on_failure=on_failure, only=only,
-                     progress=progress, client=client, started=started)
+                     progress=progress, client=client, started=started, task_bytes=task_bytes)
 
 
 def run_tiles(w: Write, *, tile=None, max_tasks: int = DEFAULT_MAX_TASKS, retries: int = 2, on_failure: str = "continue",
-              only=None, progress=False, client=None, started: float | None = None) -> TiledRun:
+              only=None, progress=False, client=None, started: float | None = None,
+              watch: _watch.Watch | None = None, task_bytes: int | None = None) -> TiledRun:
     """Run the regions of a prepared write (:func:`geoproc.io.zarr.begin_write`) tile by tile: what
-    :func:`write_tiled` does after creating the store. Arguments as there."""
+    :func:`write_tiled` does after creating the store. Arguments as there, and ``watch``, what watches the
+    cluster while the runner waits (default: a :class:`geoproc.run.watch.Watch` of the client), and
+    ``task_bytes``, the memory one region task needs (named in an out-of-memory error)."""
     _check(max_tasks, retries, on_failure)
     started = time.perf_counter() if started is None else started
     ty, tx, tiles = _tiling(w, tile, max_tasks)
@@ -241,6 +257,9 @@ def run_tiles(w: Write, *, tile=None, max_tasks: int = DEFAULT_MAX_TASKS, retrie
     total = sum(len(t.blocks) for t in todo)
     show = _Progress(run, total) if progress is True else progress or None
     runner = _Runner(w, run, max_tasks, retries, on_failure, _client(client), show)
+    runner.task_bytes = task_bytes
+    if runner.client is not None:
+        runner.watch = watch or _watch.Watch(runner.client)
     try:
         runner.execute(todo)
     finally:
@@ -336,13 +355,15 @@ class _Runner:
     def __init__(self, w: Write, run: TiledRun, max_tasks: int, retries: int, on_failure: str, client, show):
         self.w, self.run, self.max_tasks, self.retries, self.on_failure = w, run, max_tasks, retries, on_failure
         self.client, self.show = client, show
-        self.held: dict[str, Any] = {}  # literal graph data (tables of assets) scattered once
+        self.held: dict[str, Any] = {}  # literal graph data (tables of assets), a future each, held for the run
         self.in_flight = 0
+        self.watch: _watch.Watch | None = None
+        self.task_bytes: int | None = None
         self.done_regions = 0
 
     def graph(self, t: _Tile) -> dict:
         began = time.perf_counter()
-        dsk = self.w.graph(t.blocks)
+        dsk = _watch.guard(self.w.graph(t.blocks), [(self.w.key(b), b) for b in t.blocks], self.w)
         self.run.graph_seconds += time.perf_counter() - began
         t.tasks = len(dsk)
         return dsk
@@ -388,7 +409,7 @@ class _Runner:
 
         queue = list(reversed(todo))
         ready: tuple[_Tile, dict] | None = None
-        futures = as_completed([], with_results=False)
+        futures = as_completed([], loop=self.client.loop, with_results=False)  # this client, default or not
         submitted: dict[Any, tuple[_Tile, Any]] = {}  # future key -> (tile, future)
         while queue or ready or submitted:
             # submit while the budget allows (always at least one tile in flight); the next tile's
@@ -411,33 +432,51 @@ class _Runner:
                 ready = None
             if not submitted:
                 break
-            fut = next(futures)
-            t, _ = submitted.pop(fut.key)
-            block = t.pending.pop(fut.key)
-            if fut.status == "finished":
-                self._count([block])
-            else:
-                t.exc = fut.exception()
-                t.errors.append(_short(t.exc))
-                t.failed.append(block)
-            fut.release()  # nothing of a finished region stays in worker memory
-            if t.pending:
-                continue
-            self.in_flight -= t.tasks
-            if not t.failed:
-                self.run.tiles_written += 1
-                _forget_failure(self.w, t.pos)
-                continue
-            t.attempts += 1
-            t.blocks, t.failed = t.failed, []
-            if t.attempts <= self.retries:
-                queue.append(t)
-                continue
-            self._failed(t)
-            if self.on_failure == "stop":
-                self.client.cancel([f for _, f in submitted.values()])
-                futures.clear()
-                self._stop(t)
+            for fut in self._next(futures):
+                self._collect(fut, submitted, queue, futures)
+
+    def _next(self, futures) -> list:
+        """The futures that finished, waiting for one while the cluster is watched."""
+        pause = 0.005
+        while True:
+            batch = futures.next_batch(block=False)
+            if batch:
+                return batch
+            self.watch.check()
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+    def _collect(self, fut, submitted, queue, futures) -> None:
+        """Count a finished region, or keep its failure; resubmit or give up on its tile once all are in."""
+        t, _ = submitted.pop(fut.key)
+        block = t.pending.pop(fut.key)
+        if fut.status == "finished":
+            self._count([block])
+        elif fut.status == "cancelled":  # the scheduler forgot it: the connection is gone
+            raise self.watch.lost()
+        else:
+            t.exc = fut.exception()
+            t.errors.append(_short(t.exc))
+            t.failed.append(block)
+        fut.release()  # nothing of a finished region stays in worker memory
+        if t.pending:
+            return
+        self.in_flight -= t.tasks
+        if not t.failed:
+            self.run.tiles_written += 1
+            _forget_failure(self.w, t.pos)
+            return
+        t.attempts += 1
+        t.blocks, t.failed = t.failed, []
+        # dask already ran a KilledWorker's task on several workers: another round would kill more
+        if t.attempts <= self.retries and _watch.explain(t.exc, "") is None:
+            queue.append(t)
+            return
+        self._failed(t)
+        if self.on_failure == "stop":
+            self.client.cancel([f for _, f in submitted.values()])
+            futures.clear()
+            self._stop(t)
 
     def _submit(self, dsk: dict, t: _Tile) -> list:
         """Futures of the tile's regions; literal data of the graph (tables of assets) goes to the
@@ -447,8 +486,8 @@ class _Runner:
 
         for key, node in list(dsk.items()):
             if isinstance(node, DataNode):
-                if key not in self.held:
-                    self.held[key] = self.client.scatter({f"held-{key}": node.value}, hash=False)[f"held-{key}"]
+                if key not in self.held:  # a task, not scattered data: the scheduler recomputes it if its worker dies
+                    self.held[key] = self.client.submit(_same, node.value, key=f"held-{key}-{uuid.uuid4().hex}", pure=False)
                 dsk[key] = Task(key, _same, self.held[key])
         # as a HighLevelGraph: distributed names it with a random token, where a plain dict would be
         # tokenized task by task (25 s for 20,000 fused tasks)
@@ -473,6 +512,12 @@ class _Runner:
     def _stop(self, t: _Tile) -> None:
         hint = ("the regions written so far are recorded: fix the cause and rerun with mode='resume' "
                 "(CLI: --resume)")
+        limit = None
+        if self.client is not None and self.task_bytes:
+            limit = _memory_limit(self.client) or (self.watch.limit if self.watch is not None else None)
+        explained = _watch.explain(t.exc, f"a region task of tile {t.pos}", self.task_bytes, limit)
+        if explained is not None:
+            raise explained from None
         if isinstance(t.exc, GeoprocError):  # the library's own message first, as a user reads it
             try:
                 raise type(t.exc)(f"{t.exc} (tile {t.pos}, {t.attempts} attempts); {hint}") from None
@@ -485,6 +530,14 @@ class _Runner:
 
 def _same(value):
     return value
+
+
+def _memory_limit(client) -> int | None:
+    try:
+        limits = [w.get("memory_limit") or 0 for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+    except Exception:
+        return None
+    return min(limits) if limits and min(limits) > 0 else None
 
 
 def _short(exc: BaseException | None) -> str:

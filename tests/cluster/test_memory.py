@@ -1,0 +1,95 @@
+"""Memory the plan predicts: a job whose region task cannot fit the workers' memory limit is refused before
+compute with a chunk size that fits, and a task that really exceeds its worker's limit ends in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import geoproc
+from geoproc.cli import main
+from geoproc.planning import IDLE_WORKER_BYTES, check_task_memory, task_memory
+from geoproc.run import write_tiled
+from geoproc.run.watch import WorkersKilledError
+
+from .conftest import job_dict
+
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+def test_plan_states_the_task_peak_and_run_refuses_a_task_that_cannot_fit(archive, tmp_path, capsys):
+    items = geoproc.search(archive.catalog)
+    plan = geoproc.plan(items, ["red", "nir", "scl"], resolution=1, chunks=4096)
+    ds = geoproc.load(items, ["red", "nir", "scl"], resolution=1, chunks=4096)
+    # float32 red and nir, uint8 SCL: 9 B per pixel per date, twice that at the peak (benchmarks/task_memory.py)
+    assert plan.task_bytes == 5 * 2745 * 4096 * 9 == task_memory(ds) // 2 == plan.peak_task_bytes // 2
+    # refused where idle worker + task exceed 95% of the limit, with a chunk size that fits under 80%
+    gib = 2**30
+    with pytest.raises(geoproc.errors.InvalidArgumentError, match=r"needs about 965\.0 MiB \(2745 x 4096 px chunks\)") as info:
+        check_task_memory(ds, gib)
+    side = int(str(info.value).split("chunks=")[1].split(" ")[0])
+    small = geoproc.load(items, ["red", "nir", "scl"], resolution=1, chunks=side)
+    assert IDLE_WORKER_BYTES + check_task_memory(small, gib) <= 0.8 * gib < IDLE_WORKER_BYTES + task_memory(
+        geoproc.load(items, ["red", "nir", "scl"], resolution=1, chunks=side + 64))
+    assert check_task_memory(ds, 4 * gib) == task_memory(ds)
+
+    # through the CLI on a LocalCluster of 1 GiB workers: one line, exit 2, nothing computed
+    out = tmp_path / "big.zarr"
+    job = tmp_path / "job.yaml"
+    spec = job_dict(archive, out, cluster="local?workers=1&memory_limit=1GiB")
+    spec["load"].update(resolution=1, chunks=4096)
+    job.write_text(yaml.safe_dump(spec))
+    assert main(["run", str(job), "--no-progress", "--preflight", "off"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("geoproc: error: a region task needs about 965.0 MiB"), lines
+    assert f"load with chunks={side}" in lines[0] and "1.0 GiB" in lines[0]
+    assert not list(out.glob("ndvi_median/c/*"))
+
+
+def test_a_task_that_exceeds_its_workers_memory_limit_ends_in_one_line(archive, tmp_path):
+    from distributed import Client
+
+    env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")  # KilledWorker at the first death
+    procs = []
+    try:
+        file = tmp_path / "scheduler.json"
+        procs.append(subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
+                                       "127.0.0.1:0", "--scheduler-file", str(file)], env=env, cwd=tmp_path,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        deadline = time.monotonic() + 60
+        while not file.exists() or not file.read_text().strip().endswith("}"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        address = yaml.safe_load(file.read_text())["address"]
+        # with its nanny, which kills it past 95% of 700 MiB: an idle worker holds about 400 MiB
+        procs.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--memory-limit", "700MiB",
+                                       "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0",
+                                       "--local-directory", str(tmp_path / "w")], env=env, cwd=tmp_path,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        items = geoproc.search(archive.catalog)
+        ds = geoproc.load(items, ["red", "nir", "scl"], resolution=1, chunks=2048)
+        result = geoproc.composite(geoproc.ndvi(ds), "median", mask=geoproc.cloud_mask(ds))
+        with Client(address, timeout="30s", set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=60)
+            with pytest.raises(WorkersKilledError) as info:
+                write_tiled(result, tmp_path / "oom.zarr", tile=1, client=client, on_failure="stop",
+                            task_bytes=task_memory(ds))
+    finally:
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
+    text = str(info.value)
+    assert "\n" not in text
+    assert "died on every attempt" in text and "ran out of memory" in text and "smaller chunks" in text
+    assert "more memory" in text and "--resume" in text and "workers have 700 MiB" in text
