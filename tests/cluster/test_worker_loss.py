@@ -33,7 +33,7 @@ from .conftest import job_dict
 
 DASK = str(Path(sys.executable).parent / "dask")
 ROOT = str(Path(__file__).parents[2])
-CHUNK, SLEEP = 32, 0.01
+CHUNK, SLEEP = 32, 0.003
 
 
 def job(catalog: str, sleep: float = SLEEP):
