@@ -33,13 +33,14 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import xarray as xr
 
-from ..errors import GeoprocError, InvalidArgumentError, OutputError
+from ..errors import GeoprocError, GeoprocWarning, InvalidArgumentError, OutputError
 from ..io._regions import Block, Write
 from ..io.zarr import begin_write
 from . import watch as _watch
@@ -153,6 +154,7 @@ def write_tiled(
     progress: bool | Callable[[TiledRun, int, int], None] = False,
     client=None,
     task_bytes: int | None = None,
+    watch: _watch.Watch | None = None,
     **to_zarr_args: Any,
 ) -> TiledRun:
     """Write ``data`` to a Zarr store tile by tile, keeping at most ``max_tasks`` tasks submitted.
@@ -195,6 +197,11 @@ def write_tiled(
     task_bytes
         The memory one region task needs (:func:`geoproc.planning.task_memory`), named with the
         workers' limit when tasks run out of memory.
+    watch
+        What watches the cluster while the runner waits for regions (default: a
+        :class:`geoproc.run.watch.Watch` of the client, with the dask config's
+        stall times): no workers, or all paused at their memory limit, is said
+        and then stops the run with :class:`geoproc.run.watch.ClusterStalledError`.
     **to_zarr_args
         ``attrs``, ``storage_options``, ``append_dim``, ``compression_level``,
         ``shard_inner_chunk``, ``stac_item``, as for :func:`geoproc.to_zarr`.
@@ -225,7 +232,8 @@ def write_tiled(
     started = time.perf_counter()
     w = begin_write(data, url, mode=mode, **to_zarr_args)
     return run_tiles(w, tile=tile, max_tasks=max_tasks, retries=retries, on_failure=on_failure, only=only,
-                     progress=progress, client=client, started=started, task_bytes=task_bytes)
+                     progress=progress, client=client, started=started, task_bytes=task_bytes,
+                     watch=watch)
 
 
 def run_tiles(w: Write, *, tile=None, max_tasks: int = DEFAULT_MAX_TASKS, retries: int = 2, on_failure: str = "continue",
@@ -257,6 +265,7 @@ def run_tiles(w: Write, *, tile=None, max_tasks: int = DEFAULT_MAX_TASKS, retrie
     total = sum(len(t.blocks) for t in todo)
     show = _Progress(run, total) if progress is True else progress or None
     runner = _Runner(w, run, max_tasks, retries, on_failure, _client(client), show)
+    runner.total = total
     runner.task_bytes = task_bytes
     if runner.client is not None:
         runner.watch = watch or _watch.Watch(runner.client)
@@ -269,6 +278,7 @@ def run_tiles(w: Write, *, tile=None, max_tasks: int = DEFAULT_MAX_TASKS, retrie
     if not run.failed and (only is None or _all_written(w)):
         w.finish()
         run.complete = True
+        _forget_all_failures(w)  # records of an earlier run's tiling, now written
     return run
 
 
@@ -308,12 +318,9 @@ def _spatial_chunk(w: Write) -> tuple[int, int]:
 
 def _tiling(w: Write, tile, max_tasks: int) -> tuple[int, int, dict[tuple[int, int], list[Block]]]:
     """Tile size in chunks, and the blocks of every tile (row-major)."""
-    per_position = 0  # blocks at one (y, x) chunk position, over all variables and other axes
     reference = None
     for name, var in w.ds.data_vars.items():
         ay, ax = _spatial_axes(w, name)
-        nb = var.data.numblocks
-        per_position += math.prod(n for i, n in enumerate(nb) if i not in (ay, ax))
         spatial = (var.data.chunks[ay], var.data.chunks[ax])
         if reference is not None and spatial != reference:
             raise InvalidArgumentError(
@@ -321,9 +328,13 @@ def _tiling(w: Write, tile, max_tasks: int) -> tuple[int, int, dict[tuple[int, i
                 "chunking: rechunk the result first"
             )
         reference = spatial
+    axes = {name: _spatial_axes(w, name) for name in w.ds.data_vars}  # once: each look-up builds a DataArray
     if tile is None:
-        # a fused region is about 2 tasks (its write and what dask keeps beside it)
-        side = max(1, int(math.sqrt(max_tasks / 4 / (2 * per_position))))
+        # the tasks of one chunk position, measured on the first one (reads per time chunk, reductions and
+        # masks make it several per region), so that a tile fits a quarter of the budget
+        first = _blocks_at(w, axes, 0, 0)
+        per_position = max(1, len(w.graph(first)))
+        side = max(1, math.isqrt(max_tasks // 4 // per_position))
         ty = tx = side
     elif isinstance(tile, int) and not isinstance(tile, bool):
         ty = tx = tile
@@ -333,9 +344,19 @@ def _tiling(w: Write, tile, max_tasks: int) -> tuple[int, int, dict[tuple[int, i
         raise InvalidArgumentError(f"tile must be a number of chunks >= 1 along y and x, got {tile!r}")
     tiles: dict[tuple[int, int], list[Block]] = {}
     for b in w.blocks():
-        ay, ax = _spatial_axes(w, b.variable)
+        ay, ax = axes[b.variable]
         tiles.setdefault((b.index[ay] // ty, b.index[ax] // tx), []).append(b)
     return ty, tx, dict(sorted(tiles.items()))
+
+
+def _blocks_at(w: Write, axes: dict, iy: int, ix: int) -> list[Block]:
+    """The regions at chunk position ``(iy, ix)``, all variables and other axes."""
+    out = []
+    for b in w.blocks():
+        ay, ax = axes[b.variable]
+        if b.index[ay] == iy and b.index[ax] == ix:
+            out.append(b)
+    return out
 
 
 def _extent(tiles) -> str:
@@ -360,6 +381,7 @@ class _Runner:
         self.watch: _watch.Watch | None = None
         self.task_bytes: int | None = None
         self.done_regions = 0
+        self.total: int | None = None
 
     def graph(self, t: _Tile) -> dict:
         began = time.perf_counter()
@@ -432,8 +454,21 @@ class _Runner:
                 ready = None
             if not submitted:
                 break
-            for fut in self._next(futures):
-                self._collect(fut, submitted, queue, futures)
+            try:
+                for fut in self._next(futures):
+                    self._collect(fut, submitted, queue, futures)
+            except BaseException:  # Ctrl-C, a stop, a lost cluster: nothing of this run goes on computing
+                self._cancel(submitted, futures)
+                raise
+
+    def _cancel(self, submitted, futures) -> None:
+        try:
+            self.client.cancel([f for _, f in submitted.values()] + list(self.held.values()))
+        except Exception:  # the cluster may be gone already
+            pass
+        submitted.clear()
+        futures.clear()
+        self.held.clear()
 
     def _next(self, futures) -> list:
         """The futures that finished, waiting for one while the cluster is watched."""
@@ -474,9 +509,7 @@ class _Runner:
             return
         self._failed(t)
         if self.on_failure == "stop":
-            self.client.cancel([f for _, f in submitted.values()])
-            futures.clear()
-            self._stop(t)
+            self._stop(t)  # the caller cancels what is still submitted
 
     def _submit(self, dsk: dict, t: _Tile) -> list:
         """Futures of the tile's regions; literal data of the graph (tables of assets) goes to the
@@ -500,7 +533,7 @@ class _Runner:
             self.run.pixels += math.prod(b.size)
             self.done_regions += 1
             if self.show is not None:
-                self.show(self.run, self.done_regions, None)
+                self.show(self.run, self.done_regions, self.total)
 
     def _failed(self, t: _Tile) -> None:
         failure = TileFailure(t.pos, len(t.blocks), t.attempts, t.errors[-1] if t.errors else "unknown error")
@@ -568,6 +601,20 @@ def _forget_failure(w: Write, pos: tuple[int, int]) -> None:
         obstore.delete(w.target.manifest_store(), _failure_name(pos))
     except Exception:
         pass
+
+
+def _forget_all_failures(w: Write) -> None:
+    import obstore
+
+    if w.target.loc.is_local and not os.path.isdir(os.path.join(w.target.manifest_loc.path, "failed")):
+        return
+    store = w.target.manifest_store()
+    try:
+        for page in obstore.list(store, "failed/"):
+            obstore.delete(store, [entry["path"] for entry in page])
+    except Exception as exc:
+        warnings.warn(f"could not remove the old failure records beside {w.target.url}: {exc}", GeoprocWarning,
+                      stacklevel=3)
 
 
 def recorded_failures(url: str | os.PathLike, storage_options: Mapping[str, Any] | None = None) -> list[dict]:

@@ -93,3 +93,51 @@ def test_a_task_that_exceeds_its_workers_memory_limit_ends_in_one_line(archive, 
     assert "\n" not in text
     assert "died on every attempt" in text and "ran out of memory" in text and "smaller chunks" in text
     assert "more memory" in text and "--resume" in text and "workers have 700 MiB" in text
+
+
+def test_workers_paused_at_their_memory_limit_are_said_with_their_memory_then_the_run_stops(archive, tmp_path):
+    from distributed import Client
+
+    from geoproc.run.watch import ClusterStalledError, Watch
+
+    # a pause threshold of 1% of 1 GiB: the worker pauses as soon as it starts, as one full of data would
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE="0.01", DASK_DISTRIBUTED__WORKER__MEMORY__TARGET="False",
+               DASK_DISTRIBUTED__WORKER__MEMORY__SPILL="False")
+    procs = []
+    said: list[str] = []
+    try:
+        file = tmp_path / "scheduler.json"
+        procs.append(subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
+                                       "127.0.0.1:0", "--scheduler-file", str(file)], cwd=tmp_path,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        deadline = time.monotonic() + 60
+        while not file.exists() or not file.read_text().strip().endswith("}"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        address = yaml.safe_load(file.read_text())["address"]
+        procs.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--memory-limit", "1GiB",
+                                       "--name", "full", "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0",
+                                       "--local-directory", str(tmp_path / "w")], env=env, cwd=tmp_path,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        items = geoproc.search(archive.catalog)
+        ndvi = geoproc.ndvi(geoproc.load(items, ["red", "nir"], resolution=20, chunks=64))
+        with Client(address, timeout="30s", set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=60)
+            began = time.monotonic()
+            with pytest.raises(ClusterStalledError) as info:
+                write_tiled(ndvi, tmp_path / "paused.zarr", client=client,
+                            watch=Watch(client, warn=1, stop=4, log=said.append))
+            waited = time.monotonic() - began
+    finally:
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
+    assert len(said) == 1 and said[0].startswith("geoproc: all 1 workers are paused at their memory limit (full "), said
+    assert "MiB of 1,024 MiB) for 1 s; waiting up to 4 s" in said[0]
+    text = str(info.value)
+    assert text.startswith("all 1 workers are paused at their memory limit (full ") and "--resume" in text
+    assert "\n" not in text and 4 <= waited < 20
+    assert not list((tmp_path / "paused.zarr").glob("NDVI/c/*")), "a paused worker computed"
