@@ -144,8 +144,11 @@ def test_a_tile_that_keeps_failing_is_recorded_and_the_others_finish(archive, re
     status = output_status(url)
     assert status["regions_done"] == run.regions_written
     shutil.copy(good, victim)
-    again = write_tiled(job(catalog), url, tile=TILE, max_tasks=MAX_TASKS, mode="resume")
+    seen = []  # a resume in another tiling: the old tiles' failure records go once the store is complete
+    again = write_tiled(job(catalog), url, tile=TILE + 1, max_tasks=MAX_TASKS, mode="resume",
+                        progress=lambda run, done, total: seen.append((done, total)))
     assert again.regions_written == status["regions_total"] - status["regions_done"] and again.complete
+    assert seen[-1] == (again.regions_written, again.regions_written)  # the callback gets the total
     assert recorded_failures(url) == []
     same_bytes(geoproc.open_result(url), reference["median"])
 
@@ -168,3 +171,14 @@ def test_bad_arguments_are_named(archive, tmp_path):
         write_tiled(result, tmp_path / "a.zarr", max_tasks=0)
     with pytest.raises(geoproc.errors.InvalidArgumentError, match="outside the tiling"):
         write_tiled(result, tmp_path / "b.zarr", tile=TILE, only=[(999, 0)])
+
+
+def test_the_default_tile_fits_the_task_budget_whatever_the_tasks_per_region(archive, tmp_path):
+    """Per-date chunks reduced over time make several tasks per region: the default tile is measured,
+    not guessed, so one tile's graph stays within a quarter of the budget."""
+    ds = geoproc.load(geoproc.search(archive.catalog), ["red", "nir"], resolution=20,
+                      chunks={"time": 2, "y": 16, "x": 16})
+    result = geoproc.composite(geoproc.ndvi(ds), "median")
+    run = write_tiled(result, tmp_path / "budget.zarr", max_tasks=200)
+    assert run.complete and run.tiles > 1
+    assert run.max_tasks_in_flight <= 200 // 4
