@@ -149,7 +149,7 @@ class Cluster:
                 p.kill()
 
 
-def submission(cluster, folder, side=100_000, n=8000, chunk=400):
+def submission(cluster, folder, side=100_000, n=8000, chunk=448):
     items = as_items(F.make_items(side, n))
     job = build(items, side, chunks=chunk)
     w = begin_write(job, os.path.join(folder, "submit.zarr"), stac_item=False)
@@ -201,7 +201,7 @@ def tiles_end_to_end(cluster, folder, side, n, sample):
             "scheduler MiB added": (max(peak[0], cluster.scheduler_rss()) - rss0) / 2**20}
 
 
-def overhead(cluster, folder, side=4096, n=400):
+def overhead(cluster, folder, side=4096, n=50):
     items = as_items(F.make_items(side, n))
     t = time.perf_counter()
     geoproc.to_zarr(build(items, side), os.path.join(folder, "one.zarr"), stac_item=False)
@@ -210,8 +210,8 @@ def overhead(cluster, folder, side=4096, n=400):
     run = write_tiled(build(items, side), os.path.join(folder, "tiled.zarr"), tile=2, client=cluster.client,
                       stac_item=False)
     tiled = time.perf_counter() - t
-    a = geoproc.open_result(os.path.join(folder, "one.zarr")).ndvi.values
-    b = geoproc.open_result(os.path.join(folder, "tiled.zarr")).ndvi.values
+    a, b = (geoproc.open_result(os.path.join(folder, name)) for name in ("one.zarr", "tiled.zarr"))
+    a, b = (next(iter(ds.data_vars.values())).values for ds in (a, b))
     assert a.tobytes() == b.tobytes()
     return {"area": f"{side:,}^2 px", "regions": run.regions_written, "tiles": run.tiles, "one graph s": one,
             "tiles s": tiled}
@@ -244,19 +244,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes; prints only")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--sample", type=int, default=4, help="tiles of the 200,000^2 job run end to end")
+    parser.add_argument("--cluster-only", action="store_true", help="only the parts on the cluster (2, 3, 4)")
     parser.add_argument("--one-graph-limit", type=int, default=50_000, help="regions above which no one graph is built")
     args = parser.parse_args()
     sizes = [(20_000, 200), (50_000, 2_000)] if args.quick else [(50_000, 2_000), (100_000, 8_000), (200_000, 32_000)]
     folder = tempfile.mkdtemp(prefix="bench-continental-")
-    scale = graph_scale(sizes, args.one_graph_limit, folder)
-    series = long_series((8, 128) if args.quick else (8, 128, 1000))
+    scale = [] if args.cluster_only else graph_scale(sizes, args.one_graph_limit, folder)
+    series = [] if args.cluster_only else long_series((8, 128) if args.quick else (8, 128, 1000))
     cluster = Cluster()
     try:
-        sub = submission(cluster, folder, *((50_000, 2_000, 256) if args.quick else (100_000, 8_000, 400)))
+        sub = submission(cluster, folder, *((50_000, 2_000, 256) if args.quick else (100_000, 8_000, 448)))
         print(sub, flush=True)
         e2e = tiles_end_to_end(cluster, folder, *(sizes[-1]), 1 if args.quick else args.sample)
         print(e2e, flush=True)
-        ovh = overhead(cluster, folder, 2048 if args.quick else 4096, 100 if args.quick else 400)
+        ovh = overhead(cluster, folder, 2048 if args.quick else 4096, 20 if args.quick else 50)
         print(ovh, flush=True)
     finally:
         cluster.close()
