@@ -242,8 +242,9 @@ def run_job(
         )
         # each region is a future released as soon as it is written: a worker lost mid-job costs only the
         # regions it was computing; a failure stops the job with the --resume hint (the written regions stay)
-        run_tiles(write, client=client, progress=progress, on_failure="stop", retries=1, task_bytes=task_bytes,
-                  watch=Watch(client, log=log))
+        run = run_tiles(write, client=client, progress=progress, on_failure="stop", retries=1, task_bytes=task_bytes,
+                        watch=Watch(client, log=log))
+        log(run.summary())
 
     png = None
     if spec.quicklook:

@@ -221,8 +221,10 @@ def read_workflow(path: str | os.PathLike) -> Workflow:
 
     Examples
     --------
-    >>> wf = read_workflow("workflows/ndvi_cube.yaml")  # doctest: +SKIP
-    >>> [p.name for p in wf.products]                   # doctest: +SKIP
+    >>> import os
+    >>> examples = os.path.join(os.path.dirname(geoproc.__file__), "..", "workflows")  # the repository's examples
+    >>> wf = read_workflow(os.path.join(examples, "ndvi_cube.yaml"))
+    >>> [p.name for p in wf.products]
     ['ndvi']
     """
     path = os.fspath(path)
