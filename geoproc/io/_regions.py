@@ -153,24 +153,6 @@ def _transient(exc: BaseException) -> bool:
 COLLECTION_SUFFIX = ".stac-collection.json"
 
 
-def _put_beside(target: _Target, suffix: str, doc: dict) -> None:
-    """Write ``doc`` as JSON beside the store (``<store><suffix>``), atomically on local disk."""
-    import json
-    import os
-
-    import obstore
-
-    body = json.dumps(doc, indent=1).encode()
-    if target.loc.is_local:
-        tmp = f"{target.loc.path}{suffix}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as fh:
-            fh.write(body)
-        os.replace(tmp, target.loc.path + suffix)
-        return
-    parent = target.loc.path.rsplit("/", 1)[0] if "/" in target.loc.path else ""
-    obstore.put(object_store(target.loc, target.opts, prefix=parent), target.loc.name + suffix, body)
-
-
 def _delete_beside(target: _Target, suffix: str) -> None:
     """Remove ``<store><suffix>`` if it is there (an overwrite replaces the store and what describes it)."""
     import os
@@ -200,7 +182,7 @@ def _finish(_written, target: _Target, manifest: dict, item: dict | None, collec
         if item is not None:
             target.put_item(item)
         if collection is not None:
-            _put_beside(target, COLLECTION_SUFFIX, collection)
+            target.put_beside(COLLECTION_SUFFIX, collection)
     except Exception as exc:
         raise OutputError(
             f"every region of {target.url} is written, but finishing the store failed: {_reason(exc, target.opts)}; "

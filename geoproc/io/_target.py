@@ -159,17 +159,21 @@ class _Target:
             pass
 
     def put_item(self, item: dict) -> None:
+        self.put_beside(ITEM_SUFFIX, item)
+
+    def put_beside(self, suffix: str, doc: dict) -> None:
+        """Write ``doc`` as JSON beside the store (``<store><suffix>``), atomically on local disk."""
         import obstore
 
-        body = json.dumps(item, indent=1).encode()
+        body = json.dumps(doc, indent=1).encode()
         if self.loc.is_local:
-            tmp = f"{self.loc.path}{ITEM_SUFFIX}.tmp-{os.getpid()}"
+            tmp = f"{self.loc.path}{suffix}.tmp-{os.getpid()}"
             with open(tmp, "wb") as fh:
                 fh.write(body)
-            os.replace(tmp, self.loc.path + ITEM_SUFFIX)
+            os.replace(tmp, self.loc.path + suffix)
             return
         parent = self.loc.path.rsplit("/", 1)[0] if "/" in self.loc.path else ""
-        obstore.put(object_store(self.loc, self.opts, prefix=parent), self.loc.name + ITEM_SUFFIX, body)
+        obstore.put(object_store(self.loc, self.opts, prefix=parent), self.loc.name + suffix, body)
 
 
 def _reason(exc: BaseException, opts: S3Options | None) -> str:
