@@ -318,9 +318,10 @@ def _spatial_chunk(w: Write) -> tuple[int, int]:
 
 def _tiling(w: Write, tile, max_tasks: int) -> tuple[int, int, dict[tuple[int, int], list[Block]]]:
     """Tile size in chunks, and the blocks of every tile (row-major)."""
+    axes = {name: _spatial_axes(w, name) for name in w.ds.data_vars}  # once: each look-up builds a DataArray
     reference = None
     for name, var in w.ds.data_vars.items():
-        ay, ax = _spatial_axes(w, name)
+        ay, ax = axes[name]
         spatial = (var.data.chunks[ay], var.data.chunks[ax])
         if reference is not None and spatial != reference:
             raise InvalidArgumentError(
@@ -328,7 +329,6 @@ def _tiling(w: Write, tile, max_tasks: int) -> tuple[int, int, dict[tuple[int, i
                 "chunking: rechunk the result first"
             )
         reference = spatial
-    axes = {name: _spatial_axes(w, name) for name in w.ds.data_vars}  # once: each look-up builds a DataArray
     if tile is None:
         # the tasks of one chunk position, measured on the first one (reads per time chunk, reductions and
         # masks make it several per region), so that a tile fits a quarter of the budget
