@@ -5,17 +5,23 @@ What is compared (the data of ``benchmarks/eval_cloud_masks.py``, whose docstrin
 * **Sentinel-2 L1C vs s2cloudless (eo-learn).** 5 summer dates, 101 x 100 px
   at 10 m, against ``CLM``: all bands Fmask 4 uses for Sentinel-2 (cirrus
   B10, CDI from B7/B8/B8A), the six bands blue..swir22 only (as the issue's
-  held-back scenes), and the four-band mode. No shadow reference. Two of the
-  dates are overcast; with Fmask's rule (statistics unless under 0.1 % of the
-  scene is clear) the cloud edges that pass as clear on the 1 km patch set the
-  thresholds, so rows with ``min_clear_share=0.2`` are given too. The 5 winter
-  dates of the 2018 patch (pixels s2cloudless masked are NaN: what is left is
+  held-back scenes), and the four-band mode. No shadow reference. The
+  patch has 10,100 px, under Fmask 4's 40,000 clear pixels, so by Fmask's
+  rule every potential cloud pixel is cloud; the rows with
+  ``min_clear_pixels=0`` use the scene statistics all the same (on the 1 km
+  patch the "clear" pixels of the overcast dates are cloud edges that failed
+  a test, and they set the thresholds above the clouds). The 5 winter dates
+  of the 2018 patch (pixels s2cloudless masked are NaN: what is left is
   mostly clear, haze and snow) measure false clouds, against
-  ``spectral_classes``.
+  ``spectral_classes``; there the statistics are what removes them.
 * **Landsat 8 Collection 2 L2 vs QA_PIXEL.** The two real scenes of
   ``stactools-landsat`` (surface reflectance, ~450 m pixels), sun angles from
-  the MTL, ``background_radius`` 10 px: with the thermal band (ST_B10, Kelvin),
-  the six bands without it, and the four-band mode. Cloud: QA bits 1 or 3;
+  the MTL, ``background_radius`` 10 px, ``sensor="landsat-8"``: with the
+  thermal band (ST_B10, Kelvin), the six bands without it, and the four-band
+  mode. The rows "six bands, defaults, no sun angles" are scored as the
+  issue's held-back scenes are: 512 x 512 px, six bands, no thermal band,
+  ``fmask_classes`` defaults (the sensor inferred: Landsat 4-7, as no cirrus
+  band comes with the data), clouds only. Cloud: QA bits 1 or 3;
   shadow: bit 4; fill left out. The 2013 scene is 100 % cloud in QA_PIXEL:
   its F1 shows only how much of an overcast scene is found.
 * **Synthetic archive vs its truth** (``generate_archive(size=256, dates=5,
@@ -56,7 +62,7 @@ S2_ALL = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir16": "
           "cirrus": "B10", "rededge3": "B07", "nir08": "B8A"}
 SIX = ("blue", "green", "red", "nir", "swir16", "swir22")
 FOUR = SIX[:4]
-PATCH = {"min_clear_share": 0.2}  # statistics only where a fifth of the patch is clear (Fmask: 0.1 %)
+STATS = {"min_clear_pixels": 0}  # the scene statistics whatever the number of clear pixels (Fmask: over 40,000)
 
 
 def sentinel2_rows(summary: dict) -> list[list]:
@@ -69,8 +75,8 @@ def sentinel2_rows(summary: dict) -> list[list]:
     ref = clm[align["index_into_TestEOPatch_timestamps"]]
     rows = []
     cases = (("all Fmask 4 bands (cirrus, CDI)", tuple(S2_ALL), {}), ("six bands", SIX, {}), ("four bands", FOUR, {}),
-             ("all bands, min_clear_share=0.2", tuple(S2_ALL), PATCH), ("six bands, min_clear_share=0.2", SIX, PATCH),
-             ("four bands, min_clear_share=0.2", FOUR, PATCH))
+             ("all bands, min_clear_pixels=0", tuple(S2_ALL), STATS), ("six bands, min_clear_pixels=0", SIX, STATS),
+             ("four bands, min_clear_pixels=0", FOUR, STATS))
     for label, keys, kw in cases:
         ds = _cube(scenes, align["band_order"], {k: S2_ALL[k] for k in keys})
         s = scores(fmask_classes(ds, **kw).values == 4, ref)
@@ -82,8 +88,8 @@ def sentinel2_rows(summary: dict) -> list[list]:
     align36 = json.load(open(os.path.join(old, "alignment_with_T68.json")))
     winter = np.load(os.path.join(old, "data", "REFERENCE_SCENES.npy"))
     ref = clm[align36["REFERENCE_SCENES_index_into_T68"]]
-    for label, func in (("fmask_classes", fmask_classes), ("fmask_classes, min_clear_share=0.2",
-                                                          partial(fmask_classes, **PATCH)),
+    for label, func in (("fmask_classes", fmask_classes), ("fmask_classes, min_clear_pixels=0",
+                                                          partial(fmask_classes, **STATS)),
                         ("spectral_classes", spectral_classes)):
         classes = func(_cube(winter, align["band_order"], {k: S2_ALL[k] for k in SIX})).values
         kept = classes != 255
@@ -119,19 +125,22 @@ def landsat_rows(summary: dict) -> list[list]:
         res = float(np.sqrt(abs(t.a * t.e)))
         cloud_ref = ((qa >> 1) & 1 | (qa >> 3) & 1).astype(bool)
         shadow_ref = ((qa >> 4) & 1).astype(bool)
-        modes = [("six bands", SIX, {}), ("four bands", FOUR, {}), ("six bands, min_clear_share=0.2", SIX, PATCH)]
+        sun = {"sun_azimuth": float(meta["SUN_AZIMUTH"]), "sun_elevation": float(meta["SUN_ELEVATION"]),
+               "background_radius": 10 * res, "sensor": "landsat-8"}
+        modes = [("six bands", SIX, sun), ("four bands", FOUR, sun),
+                 ("six bands, min_clear_pixels=0", SIX, {**sun, **STATS}),
+                 # as the held-back scenes are scored: 512 x 512 px, six bands, no thermal, no sun angles, defaults
+                 ("six bands, defaults, no sun angles", SIX, {})]
         if "lwir11" in variables:
-            modes.insert(0, ("six bands + thermal", SIX + ("lwir11",), {}))
+            modes.insert(0, ("six bands + thermal", SIX + ("lwir11",), sun))
         for label, keys, kw in modes:
             ds = xr.Dataset({k: (("y", "x"), *variables[k]) for k in keys}, coords=coords)
-            classes = fmask_classes(ds, sun_azimuth=float(meta["SUN_AZIMUTH"]),
-                                    sun_elevation=float(meta["SUN_ELEVATION"]), background_radius=10 * res,
-                                    cloud_probability=0.175, **kw).values
+            classes = fmask_classes(ds, **kw).values
             keep = ((qa & 1) == 0) & (classes != 255)
             s = scores((classes == 4)[keep], cloud_ref[keep])
             summary[(sid[:25], label)] = s["f1"]
             rows.append(["L8 C2 L2 vs QA_PIXEL", f"{sid[:25]}, {label}, cloud", *fmt(s)])
-            if shadow_ref[keep].any():
+            if shadow_ref[keep].any() and "sun_azimuth" in kw:
                 s = scores((classes == 2)[keep], shadow_ref[keep])
                 summary[(sid[:25], label, "shadow")] = s["f1"]
                 rows.append(["L8 C2 L2 vs QA_PIXEL", f"{sid[:25]}, {label}, shadow", *fmt(s)])
@@ -149,19 +158,22 @@ def synthetic_rows(summary: dict) -> list[list]:
     with tempfile.TemporaryDirectory() as tmp:
         arc = generate_archive(tmp, size=256, dates=5, tiles=3, seed=1)
         items = geoproc.search(arc.catalog)
-        for label, keys in (("six bands", SIX), ("four bands", FOUR)):
-            preds, truths = [], []
+        truths = []
+        # the tiles have 65,536 px: on dates with over 39 % potential cloud, Fmask's rule (at most 40,000 clear
+        # pixels) makes every potential cloud pixel cloud and skips the shadows; min_clear_pixels=0 does not
+        for label, keys, kw in (("six bands", SIX, {}), ("four bands", FOUR, {}),
+                                ("six bands, min_clear_pixels=0", SIX, STATS)):
+            preds = []
             for name, _, _ in arc.tiles:
                 tile = [it for it in items if f"_{name}_" in it.id]
                 ds = geoproc.load(tile, list(keys), resolution=10, chunks=128)
                 preds.append(geoproc.fmask_classes(ds, sun_azimuth=azimuth, sun_elevation=45.0,
-                                                   cloud_height=(50.0, 2000.0)).values)
+                                                   cloud_height=(50.0, 2000.0), **kw).values)
                 if label == "six bands":
                     for iid in ds.attrs["input_items"]:
                         with rasterio.open(os.path.join(arc.item_dir(iid), "truth.tif")) as src:
                             truths.append(src.read(2))
-            if truths:
-                truth = np.concatenate([x.reshape(-1) for x in truths])
+            truth = np.concatenate([x.reshape(-1) for x in truths])
             pred = np.concatenate([p.reshape(-1) for p in preds])
             keep = (truth != 255) & (truth != 3)
             for what, p, r in (("cloud", pred == 4, truth == 1), ("shadow", pred == 2, truth == 2)):
@@ -187,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     body = (
         f"Date: {today()}. Command: `python benchmarks/eval_fmask.py` ({time.perf_counter() - started:.0f} s, "
         f"numba compilation included). geoproc {v['geoproc']}, numba {v['numba']}, numpy {v['numpy']}. "
-        "`geoproc.fmask_classes` with its defaults (cloud_probability 0.2; 0.175 on Landsat 8, Fmask 4's value; "
-        "min_clear_share 0.001, Fmask's) unless the row says otherwise, no buffers. "
+        "`geoproc.fmask_classes` with its defaults (Fmask 4's parameters of the sensor it infers: Sentinel-2 for "
+        "the eo-learn and synthetic data at 10 m; the Landsat 8 rows give `sensor=\"landsat-8\"` and the sun angles "
+        "of the MTL except the row that says defaults, where the 450 m pixels without a cirrus band are taken for "
+        "Landsat 4-7) unless the row says otherwise, no buffers. "
         "What each row compares: the script's docstring.\n\n" + table
     )
     print(table)

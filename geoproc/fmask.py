@@ -6,34 +6,50 @@ cite each formula):
 1. **Potential cloud pixels** (Zhu & Woodcock 2012): the basic test (SWIR-2.2
    > 0.03, NDSI < 0.8, NDVI < 0.8 and, with a thermal band, BT < 27 deg C),
    whiteness < 0.7, HOT > 0.08, NIR / SWIR-1.6 > 0.75; the cirrus test
-   (cirrus > 0.01; Zhu, Wang & Woodcock 2015); for Sentinel-2 with B7, B8 and
-   B8A, bright surfaces are taken out by the cloud displacement index (CDI >
-   -0.5 is not cloud; Frantz et al. 2018, as Fmask 4 does, Qiu et al. 2019).
+   (cirrus > 0.01; Zhu, Wang & Woodcock 2015).
 2. **Clear-sky statistics of the whole scene**, land and water apart (a
    global reduction over all chunks of each time step): with a thermal band,
    the 17.5th and 82.5th percentiles of clear-land BT and the 82.5th of
    clear-water BT (Zhu & Woodcock 2012); without one, the 17.5th and 82.5th
-   percentiles of clear-land HOT (Qiu et al. 2019). Then the land
-   probability (variability x temperature, or x HOT brightness), the water
-   probability (temperature x brightness, or brightness), each plus the cirrus
-   probability, and their dynamic thresholds: the 82.5th percentile of the
-   clear pixels' probability plus ``cloud_probability``.
+   percentiles of clear-land HOT, widened by 0.04 (Qiu et al. 2019). Clear
+   land under 0.1 % of the scene: all clear pixels give the land
+   statistics (Fmask 4). Then the land probability (variability with NDVI,
+   NDSI, NDBI and whiteness, x temperature or x HOT brightness), the water
+   probability (temperature x brightness, or brightness), each plus the
+   cirrus probability weighted by 0.3 (Landsat 8) or 0.5 (Sentinel-2), and
+   their dynamic thresholds: the 82.5th percentile of the clear pixels'
+   probability plus ``cloud_probability``.
 3. **Cloud** (applied chunk by chunk with those numbers): a potential cloud
    pixel over the threshold of its surface, or (thermal band) colder than the
    17.5th percentile of clear land minus 35 deg C. Filled by the 3 x 3 majority.
-   Where at most ``min_clear_share`` of the scene is clear (Fmask: 0.1 %),
-   every potential cloud pixel is cloud.
-4. **Shadow** (per time step, on the whole scene): each cloud object is
+   With at most ``min_clear_pixels`` clear pixels (Fmask 4: 40,000) every
+   potential cloud pixel is cloud and no shadows are matched.
+4. **Erosion of potential false positives** (Qiu et al. 2019; per time step,
+   on the whole scene): urban and built-up land (line-enhanced NDBI > 0 and >
+   NDVI, not water; clouds taken out by their temperature with a thermal
+   band, by CDI < -0.8 with Sentinel-2's B7, B8 and B8A) dilated by 250 m,
+   plus potential snow, form a layer where clouds are eroded by
+   ``erosion_radius``: objects that vanish are dropped, the others grow
+   back; with the CDI, objects under 10,000 px without a pixel of CDI < -0.5
+   are dropped (Frantz et al. 2018); objects under 3 px are dropped. See
+   :mod:`geoproc.kernels.fmask_commission`.
+5. **Shadow** (per time step, on the whole scene): each cloud object is
    projected away from the sun over ``cloud_height`` and matched with the
    potential shadow layer (pixels darker than their clear-sky background in
    NIR and SWIR-1.6, as :func:`geoproc.spectral_classes` finds them, or
    Fmask's flood fill); the projection at the best-matching height, dilated
    by 3 px, is its shadow where it is dark (Zhu & Woodcock 2012).
 
+Fmask 4's parameters differ by sensor (``sensor``, inferred from the data
+when not given): the cloud probability constant (0.1 Landsat 4-7, 0.175
+Landsat 8, each with its thermal band; 0.2 Sentinel-2 and any scene without
+a thermal band), the cirrus weight and the erosion radius (150 m Landsat 4-7,
+90 m Landsat 8 and Sentinel-2).
+
 Histograms of values on fixed grids carry the statistics, so every chunking
-gives the same masks. Steps 1-3 run per chunk; step 4 needs each time step's
-whole ``(y, x)`` extent in one block (5 bytes per pixel: about 600 MB for a
-10,980 px Sentinel-2 tile), as Fmask works on whole scenes.
+gives the same masks. Steps 1-3 run per chunk; steps 4 and 5 need each time
+step's whole ``(y, x)`` extent in one block (5 bytes per pixel: about 600 MB
+for a 10,980 px Sentinel-2 tile), as Fmask works on whole scenes.
 
 **Four-band mode** (blue, green, red, nir: no SWIR): the SWIR, NDSI and
 NIR/SWIR tests are left out, the variability is ``1 - max(|NDVI|,
@@ -42,12 +58,19 @@ and there is no snow class. It confuses bright soil and built-up land with
 cloud more often (see the README's science section for the measured F1).
 
 Departures from Fmask 4, by choice: no DEM (no terrain normalisation of
-temperature, no slope-aware shadows), cloud heights are not narrowed by the
-cloud-top temperature, the view angle's parallax is neglected in the shadow
-projection, and the default potential shadow layer is the windowed darkness
+temperature or cirrus, no slope-aware shadows or mountain snow); the cirrus
+band is not normalised by its 2nd percentile over clear pixels; no global
+surface water layer; reflectance carries no saturation flags (Fmask sets
+whiteness and the saturated bands' NDVI/NDSI aside there); the absolute
+snow test (SCSI, for scenes with over 110,889 px of potential snow) is left
+out; without a thermal band or the CDI the urban layer is left out of the
+false positives (see :func:`geoproc.kernels.fmask.fmask_cloud_flags`);
+erosion uses exact disks, not MATLAB's approximated ones; cloud heights are
+not narrowed by the cloud-top temperature, the view angle's parallax is
+neglected in the shadow projection, and the default potential shadow layer is the windowed darkness
 test of :func:`geoproc.spectral_classes`; Fmask's flood fill of NIR and SWIR
 is ``shadow_layer="flood"`` (lower shadow F1 on the data of
-``benchmarks/eval_fmask.py``: 0.52 instead of 0.93 on the synthetic archive,
+``benchmarks/eval_fmask.py``: 0.49 instead of 0.82 on the synthetic archive,
 0.28 instead of 0.34 on Landsat 8).
 """
 
@@ -64,6 +87,7 @@ import xarray as xr
 from ._blocks import is_dask
 from .errors import InvalidArgumentError, UnknownBandError
 from .kernels import fmask as k
+from .kernels.fmask_commission import enhance_line, histogram_otsu
 from .kernels.spectral_mask import QUANT
 from .morphology import overlap_slices, pixel_size
 from .spectral_mask import SPECTRAL_CLASSES, _angles, _decoding
@@ -75,21 +99,58 @@ __all__ = ["fmask_classes", "FMASK_BANDS"]
 FMASK_BANDS = ("blue", "green", "red", "nir", "swir16", "swir22", "cirrus", "thermal", "rededge3", "nir08")
 _THERMAL = ("thermal", "lwir11", "lwir", "lwir12")
 _BT_GRID, _HOT_GRID, _PROB_GRID = k.HIST_GRIDS["bt"], k.HIST_GRIDS["hot"], k.HIST_GRIDS["prob"]
-_H0 = (_BT_GRID[2], _BT_GRID[2], _HOT_GRID[2], 2)  # stage 0: BT land, BT water, HOT land, clear/valid counts
+# stage 0: BT clear land, BT clear water, HOT clear land, HOT clear water, BT urban, clear/valid counts
+_H0 = (_BT_GRID[2], _BT_GRID[2], _HOT_GRID[2], _HOT_GRID[2], _BT_GRID[2], 2)
 _H1 = (_PROB_GRID[2], _PROB_GRID[2])  # stage 1: land prob, water prob
-_N_STATS = 6
+_N_STATS = 7
+_N_ROWS = len(k.BAND_ROWS)
+
+#: Fmask 4's parameters per sensor (FmaskParameters.m; Qiu et al. 2019): the cloud probability constant, the
+#: weight of the thin cloud (cirrus) probability and the erosion radius of potential false positives (metres).
+SENSOR_PARAMETERS = {
+    "landsat-4-7": {"cloud_probability": 0.10, "thin_weight": 0.0, "erosion_radius": 150.0},
+    "landsat-8": {"cloud_probability": 0.175, "thin_weight": 0.3, "erosion_radius": 90.0},
+    "sentinel-2": {"cloud_probability": 0.20, "thin_weight": 0.5, "erosion_radius": 90.0},
+}
+#: Fmask 4's constant for its cloud probability without a thermal band (HOT brightness; Sentinel-2's 20 %).
+NO_THERMAL_PROBABILITY = 0.2
+#: Q19: with at most this many clear pixels (0.1 % of a Landsat scene) every potential cloud pixel is cloud.
+FMASK_MIN_CLEAR = 40_000
+_PLATFORMS = {"sentinel-2": "sentinel-2", "landsat-8": "landsat-8", "landsat-9": "landsat-8",
+              "landsat-4": "landsat-4-7", "landsat-5": "landsat-4-7", "landsat-7": "landsat-4-7"}
 
 
-def _thresholds(cdi_max: float) -> np.ndarray:
-    # swir22_min, ndsi_max, ndvi_max, whiteness_max, hot_offset, nir_swir16_min (Zhu & Woodcock 2012),
-    # BT max 27 deg C (basic test), snow BT max 3.8 deg C (Z12), cirrus normalisation 0.04 (Z15), CDI max (F18)
-    return np.array([0.03, 0.8, 0.8, 0.7, 0.08, 0.75, 27.0, 3.8, 0.04, cdi_max], dtype=np.float64)
+def _thresholds(thin_weight: float) -> np.ndarray:
+    values = dict(k.THRESHOLDS)
+    values["thin_weight"] = thin_weight
+    return np.array(list(values.values()), dtype=np.float64)
+
+
+def _sensor(sensor, data, items, has, res) -> str:
+    """Fmask's sensor: given, else from a ``platform`` attribute or the items, else from the bands and pixel size."""
+    if sensor is not None:
+        if sensor not in SENSOR_PARAMETERS:
+            raise InvalidArgumentError(f"sensor must be one of {', '.join(SENSOR_PARAMETERS)}, got {sensor!r}")
+        return sensor
+    platforms = [data.attrs.get("platform")]
+    if items is not None:
+        from .io.items import as_items
+
+        platforms += [it.properties.get("platform") for it in as_items(items)]
+    for p in platforms:
+        p = str(p or "").lower().replace("_", "-")
+        for key, value in _PLATFORMS.items():
+            if p.startswith(key) or p == key.replace("-", ""):
+                return value
+    if has["rededge3"] and has["nir08"] or res < 25.0:  # B7 and B8A, or finer than Landsat's 30 m
+        return "sentinel-2"
+    return "landsat-8" if has["cirrus"] else "landsat-4-7"
 
 
 def _stack(blocks, decode, present) -> np.ndarray:
-    """Decoded bands of a block as the kernels' ``(9, n)`` float32 rows (thermal in deg C)."""
+    """Decoded bands of a block as the kernels' ``(10, n)`` float32 rows (thermal in deg C)."""
     n = blocks[0].size
-    out = np.zeros((9, n), dtype=np.float32)
+    out = np.zeros((_N_ROWS, n), dtype=np.float32)
     for row, (blk, (scale, offset, nodata)) in enumerate(zip(blocks, decode)):
         if not present[row]:
             continue
@@ -114,23 +175,30 @@ def _hist_block(stage, present, decode, thr, *blocks):
     for t in range(blocks[0].shape[0]):
         bands = _stack([b[t] for b in blocks], decode, present)
         parts = np.split(out[t, 0, 0], np.cumsum(sizes)[:-1])
-        parts = parts + [np.zeros(2, np.int64)] * (4 - len(parts))
+        parts = parts + [np.zeros(2, np.int64)] * (6 - len(parts))  # stage 1: no HOT, urban or counts
         k.fmask_histograms(bands, present, thr, stage, np.asarray(stats[t], np.float64), *parts)
     return out
 
 
 def _stage0_stats(hist, present, block_info=None):
     out = np.full((hist.shape[0], _N_STATS), np.nan)
+    margin = dict(k.THRESHOLDS)["hot_margin"]
     for t, h in enumerate(hist):
-        bt_land, bt_water, hot, counts = np.split(h, np.cumsum(_H0)[:-1])
-        out[t, 5] = counts[0] / counts[1] if counts[1] else 0.0
+        bt_land, bt_water, hot_land, hot_water, bt_urban, counts = np.split(h, np.cumsum(_H0)[:-1])
+        out[t, 5] = counts[0]
+        # Q19 (DetectPotentialCloud's idused): the land statistics come from the clear land if it is at least
+        # 0.1 % of the valid pixels, else from all clear pixels
+        few = hot_land.sum() < 0.001 * counts[1]
         if present[7]:  # Zhu & Woodcock 2012: 17.5th / 82.5th percentiles of clear land, 82.5th of clear water
-            out[t, 0] = k.histogram_percentile(bt_land, 17.5, _BT_GRID)
-            out[t, 1] = k.histogram_percentile(bt_land, 82.5, _BT_GRID)
+            used = bt_land + bt_water if few else bt_land
+            out[t, 0] = k.histogram_percentile(used, 17.5, _BT_GRID)
+            out[t, 1] = k.histogram_percentile(used, 82.5, _BT_GRID)
             out[t, 2] = k.histogram_percentile(bt_water, 82.5, _BT_GRID)
-        # Qiu et al. 2019: HOT percentiles of clear land for the brightness probability
-        out[t, 3] = k.histogram_percentile(hot, 17.5, _HOT_GRID)
-        out[t, 4] = k.histogram_percentile(hot, 82.5, _HOT_GRID)
+            out[t, 6] = histogram_otsu(bt_urban, _BT_GRID)  # Q19: urban pixels colder than the warm class: cloud
+        # Qiu et al. 2019: HOT percentiles of clear land, widened by 0.04, for the brightness probability
+        used = hot_land + hot_water if few else hot_land
+        out[t, 3] = k.histogram_percentile(used, 17.5, _HOT_GRID) - margin
+        out[t, 4] = k.histogram_percentile(used, 82.5, _HOT_GRID) + margin
     return out
 
 
@@ -168,18 +236,33 @@ def _quantised(decode, *blocks):
     return np.stack(out, axis=1)
 
 
-def _slice_block(params, flags, quant, zones):
+def _slice_block(params, flags, quant, zones, stats, limits):
     out = np.empty(flags.shape, dtype=np.uint8)
     for t in range(flags.shape[0]):
         dy, dx, dmin, dmax = (float(v) for v in zones[t])
-        out[t] = k.fmask_slice(flags[t], quant[t, 0], quant[t, 1], params[0], dmax >= 0, dy, dx, dmin, dmax,
+        # Q19 (MatchCloudShadow): no shadow matching with too few clear pixels
+        shadow_on = dmax >= 0 and stats[t, 5] > limits[t, 4]
+        out[t] = k.fmask_slice(flags[t], quant[t, 0], quant[t, 1], params[0], shadow_on, dy, dx, dmin, dmax,
                                *params[1:])
     return out
 
 
+def _endbi(nir, s1, decode):
+    """Q19: the line-enhanced NDBI of each time step (a halo of 1 px)."""
+    def block(xn, xs, block_info=None):
+        present = [True] + [False] * (_N_ROWS - 1)
+        vn, vs = (_stack([x], [d], present)[0].reshape(x.shape) for x, d in zip((xn, xs), decode))
+        out = np.empty(xn.shape, dtype=np.float32)
+        for t in range(xn.shape[0]):
+            out[t] = enhance_line((vs[t] - vn[t]) / (vs[t] + vn[t]))
+        return out
+    return overlap_slices(block, [nir, s1], (1, 1), np.float32)
+
+
 def _cdi(b7, b8, b8a, decode, radius):
     def block(x7, x8, x8a, block_info=None):
-        v = [_stack([x], [d], [True] + [False] * 8)[0].reshape(x.shape) for x, d in zip((x7, x8, x8a), decode)]
+        v = [_stack([x], [d], [True] + [False] * (_N_ROWS - 1))[0].reshape(x.shape)
+             for x, d in zip((x7, x8, x8a), decode)]
         out = np.empty(x7.shape, dtype=np.float32)
         for t in range(x7.shape[0]):
             out[t] = k.cloud_displacement_index(v[0][t], v[1][t], v[2][t], radius)
@@ -194,8 +277,10 @@ def fmask_classes(
     sun_azimuth: float | Sequence[float] | None = None,
     sun_elevation: float | Sequence[float] | None = None,
     items=None,
-    cloud_probability: float = 0.2,
-    min_clear_share: float = 0.001,
+    sensor: str | None = None,
+    cloud_probability: float | None = None,
+    min_clear_pixels: float | None = None,
+    erosion_radius: float | None = None,
     cloud_height: tuple[float, float] = (200.0, 12000.0),
     shadows: bool = True,
     shadow_dark_only: bool = True,
@@ -230,21 +315,41 @@ def fmask_classes(
     sun_azimuth, sun_elevation, items
         Sun angles in degrees, or STAC items to read them from, as for
         :func:`geoproc.spectral_classes`. Without them no shadows are matched.
+    sensor
+        ``"landsat-4-7"``, ``"landsat-8"`` (Landsat 9 too) or
+        ``"sentinel-2"``: Fmask 4's parameters of that sensor
+        (:data:`SENSOR_PARAMETERS`) are the defaults of ``cloud_probability``,
+        ``erosion_radius`` and the cirrus weight. Default: the ``platform``
+        attribute of the data or of the items; else Sentinel-2 where the data
+        has B7 and B8A (``rededge3``, ``nir08``) or pixels finer than 25 m,
+        Landsat 8 where it has a cirrus band, Landsat 4-7 otherwise (a
+        Landsat 8 scene without its cirrus band is taken for Landsat 4-7:
+        give ``sensor``).
     cloud_probability
         Constant added to the 82.5th percentile of clear-sky probability for
-        the dynamic thresholds. Zhu & Woodcock (2012): 0.2; Fmask 4's defaults
-        are 0.1 (Landsat 4-7), 0.175 (Landsat 8) and 0.2 (Sentinel-2).
-    min_clear_share
-        Share of clear pixels (not potential cloud) in a time step's valid
-        pixels at or below which its statistics are not used and every
-        potential cloud pixel is cloud (Fmask: 0.001, the default). On small
-        patches of overcast scenes the "clear" pixels are cloud edges that
-        failed a test, whose probability sets the thresholds above the clouds:
-        0.2 keeps the potential cloud layer there (eo-learn summer dates,
-        cloud F1 0.97 instead of 0.67-0.72; an overcast Landsat 8 scene, 0.99
-        instead of 0.05) but also where hazy land passes the pixel tests and
-        the statistics are needed (eo-learn winter dates: 0.36 instead of
-        0.82). See ``benchmarks/eval_fmask.py``.
+        the dynamic thresholds. Fmask 4: 0.1 (Landsat 4-7) and 0.175
+        (Landsat 8), each for its probability with the temperature term, and
+        0.2 for Sentinel-2, whose probability has the HOT brightness term in
+        its place. Default: the sensor's with a thermal band, 0.2 without one
+        (whatever the sensor, the probability is then Sentinel-2's, and 0.2
+        is the only constant Fmask 4 publishes for it).
+    min_clear_pixels
+        Number of clear pixels (valid, not potential cloud) at or below which
+        a time step's statistics are not used, every potential cloud pixel is
+        cloud and no shadows are matched. Default: Fmask 4's 40,000 pixels
+        (:data:`FMASK_MIN_CLEAR`, "0.1 %" of a Landsat scene), a count at
+        the data's own pixel size. Fmask applies the same count at the two
+        pixel sizes it works at (30 m for Landsat, 20 m for Sentinel-2), so
+        the rule asks for enough clear pixels to take percentiles from, a
+        sample size, not a ground area (36 km2 at 30 m but 16 km2 at 20 m).
+        On a crop of 512 x 512 px that is 15 % of the crop; on patches of
+        fewer than 40,000 pixels the statistics are never used (0 uses them
+        whenever there is a clear pixel).
+    erosion_radius
+        Metres: radius of the erosion of clouds where they may be bright
+        surfaces (Qiu et al. 2019; Fmask 4: 150 m for Landsat 4-7, 90 m for
+        Landsat 8 and Sentinel-2, the default by ``sensor``). Negative: no
+        erosion.
     cloud_height
         Heights in metres over which each cloud's shadow is searched (Fmask: 200-12,000).
     shadows
@@ -328,19 +433,30 @@ def fmask_classes(
     rows = FMASK_BANDS[:8]
     chunks_of = arr("blue").chunks
     arrays = [arr(b).rechunk(chunks_of) if has[b] else arr("blue") for b in rows]
-    decode = [_decoding(data[name[b]]) if has[b] else (1.0, 0.0, np.nan) for b in rows] + [(1.0, 0.0, np.nan)]
+    decode = [_decoding(data[name[b]]) if has[b] else (1.0, 0.0, np.nan) for b in rows] + [(1.0, 0.0, np.nan)] * 2
     res = float(resolution) if resolution is not None else pixel_size(first)
-    present = np.array([True] * 4 + [has[b] for b in rows[4:]] + [cdi_on])
+    present = np.array([True] * 4 + [has[b] for b in rows[4:]] + [cdi_on, has["swir16"]])
     if cdi_on:
         radius = max(1, int(round(cdi_window / res)) // 2)
         arrays.append(_cdi(*[arr(b).rechunk(chunks_of) for b in ("rededge3", "nir", "nir08")],
                            [_decoding(data[name[b]]) for b in ("rededge3", "nir", "nir08")], radius))
     else:
         arrays.append(arrays[0])
-    thr = _thresholds(-0.5)
+    if has["swir16"]:
+        arrays.append(_endbi(arrays[3], arrays[4], [decode[3], decode[4]]))
+    else:
+        arrays.append(arrays[0])
+    sensor = _sensor(sensor, data, items, has, res)
+    fmask_defaults = SENSOR_PARAMETERS[sensor]
+    if cloud_probability is None:  # the Landsat constants go with the temperature probability (see the docstring)
+        cloud_probability = fmask_defaults["cloud_probability"] if has["thermal"] else NO_THERMAL_PROBABILITY
+    if erosion_radius is None:
+        erosion_radius = fmask_defaults["erosion_radius"]
+    if min_clear_pixels is None:  # Q19: 40,000 pixels, a sample size (see the docstring)
+        min_clear_pixels = FMASK_MIN_CLEAR
+    thr = _thresholds(fmask_defaults["thin_weight"])
     n_time = arrays[0].shape[0]
     tchunks = chunks_of[0]
-    ny, nx = len(chunks_of[1]), len(chunks_of[2])
 
     def histograms(stage, stats):
         sizes = sum(_H0 if stage == 0 else _H1)
@@ -352,10 +468,10 @@ def fmask_classes(
     no_stats = da.zeros((n_time, _N_STATS), chunks=(tchunks, _N_STATS))
     stats = histograms(0, no_stats).map_blocks(partial(_stage0_stats, present=present),
                                                 chunks=(tchunks, _N_STATS), dtype=np.float64)
-    # Zhu & Woodcock 2012: cold clouds 35 deg C below t_low; with under 0.1 % clear pixels, all PCP are cloud
+    # Zhu & Woodcock 2012: cold clouds 35 deg C below t_low; Q19: with at most 40,000 clear pixels, all PCP are cloud
     limits = histograms(1, stats).map_blocks(
         partial(_stage1_limits, constant=float(cloud_probability), high=np.nan, cold=35.0,
-                min_clear=float(min_clear_share)),
+                min_clear=float(min_clear_pixels)),
         chunks=(tchunks, 5), dtype=np.float64)
     flags = da.blockwise(partial(_flags_block, present, decode, thr), "tyx",
                          *[x for a in arrays for x in (a, "tyx")], stats, "ts", limits, "tl",
@@ -384,11 +500,14 @@ def fmask_classes(
         raise InvalidArgumentError(f"shadow_layer must be 'flood' or 'window', got {shadow_layer!r}")
     bg = 0 if shadow_layer == "flood" else max(1, int(round(background_radius / res)))
     params = (5 if cloud_fill else 0, int(shadow_min_size), 0.3, 0.98, 400, bg, 0.8,
-              int(round(0.02 * QUANT)), 2, bool(shadow_dark_only), cloud_buffer / res, shadow_buffer / res)
+              int(round(0.02 * QUANT)), 2, bool(shadow_dark_only), cloud_buffer / res, shadow_buffer / res,
+              # Q19: urban pixels dilated by a square of 2 x 250 m (MATLAB's fix), erosion radius rounded
+              int(250.0 / res), int(math.floor(erosion_radius / res + 0.5)) if erosion_radius >= 0 else -1,
+              bool(cdi_on))
     zones = da.from_array(np.array(zones, dtype=np.float64), chunks=(tchunks, 4))
     classes = da.blockwise(partial(_slice_block, params), "tyx", flags.rechunk({1: -1, 2: -1}), "tyx",
-                           quant.rechunk({2: -1, 3: -1}), "tbyx", zones, "tz", concatenate=True,
-                           dtype=np.uint8).rechunk(chunks_of)
+                           quant.rechunk({2: -1, 3: -1}), "tbyx", zones, "tz", stats, "ts", limits, "tl",
+                           concatenate=True, dtype=np.uint8).rechunk(chunks_of)
     if len(dims) == 2:
         classes = classes[0]
     if not is_dask(data[name["blue"]].data):
@@ -400,6 +519,9 @@ def fmask_classes(
         "flag_meanings": " ".join(SPECTRAL_CLASSES.values()),
         "bands": [name[b] for b in FMASK_BANDS if has.get(b) and (b not in ("rededge3", "nir08") or cdi_on)],
         "mode": "six-band" if has["swir16"] else "four-band",
+        "sensor": sensor,
         "cloud_probability": float(cloud_probability),
+        "erosion_radius": float(erosion_radius),
+        "min_clear_pixels": float(min_clear_pixels),
     }
     return out

@@ -14,14 +14,19 @@ Sources, cited in the code by short name:
 * **Q19**: Qiu, Zhu & He (2019), "Fmask 4.0: Improved cloud and cloud shadow
   detection in Landsats 4-8 and Sentinel-2 imagery", RSE 231, 111205: the
   HOT brightness probability that replaces the temperature probability where
-  there is no thermal band, the dynamic water threshold, and the cloud
-  displacement index for Sentinel-2.
+  there is no thermal band (its percentiles widened by 0.04), NDBI in the
+  variability, the dynamic water threshold, the weighted thin cloud
+  probability, the 40,000 clear pixels the statistics need, the urban layer
+  (line-enhanced NDBI) and the erosion of potential false positives
+  (:mod:`geoproc.kernels.fmask_commission`), where the cloud displacement
+  index serves Sentinel-2; the code cited is Fmask 4.x's MATLAB
+  (``DetectPotentialCloud.m`` and the files it calls).
 * **F18**: Frantz, Hass, Uhl, Stoffels & Hill (2018), "Improvement of the
   Fmask algorithm for Sentinel-2 images: separating clouds from bright
   surfaces based on parallax effects", RSE 215, 471-481: the CDI.
 
 Kernels take decoded float32 reflectance (NaN = missing) as rows of a
-``(9, n)`` array in :data:`BAND_ROWS` order; a band that is absent is flagged
+``(10, n)`` array in :data:`BAND_ROWS` order; a band that is absent is flagged
 in ``present`` and never read. Statistics are integer histograms of values
 quantised on fixed grids (:data:`HIST_GRIDS`): their sums over chunks do not
 depend on the chunking, so neither do the percentiles read from them.
@@ -34,21 +39,41 @@ import heapq
 import numba
 import numpy as np
 
+from .fmask_commission import erode_commissions, false_positive_layer
 from .morphology import dilate_disk, majority
 from .spectral_mask import dark_pixels
 
 __all__ = [
-    "BAND_ROWS", "HIST_GRIDS", "PCP", "WATER", "SNOW", "NODATA", "CLOUD", "CLEAR_LAND", "CLEAR_WATER",
+    "BAND_ROWS", "HIST_GRIDS", "THRESHOLDS", "PCP", "WATER", "SNOW", "NODATA", "CLOUD", "CONFIDENT", "FALSE_POSITIVE",
     "fmask_histograms", "fmask_cloud_flags", "histogram_percentile", "cloud_displacement_index",
     "fill_depressions", "flood_dark", "label_objects", "match_shadows", "fmask_slice",
 ]
 
-#: Rows of the band array the kernels take.
-BAND_ROWS = ("blue", "green", "red", "nir", "swir16", "swir22", "cirrus", "thermal", "cdi")
-# flags of fmask_cloud_flags
-PCP, WATER, SNOW, NODATA, CLOUD, CLEAR_LAND, CLEAR_WATER = 1, 2, 4, 8, 16, 32, 64
+#: Rows of the band array the kernels take (``endbi``: :func:`~geoproc.kernels.fmask_commission.enhance_line` of NDBI).
+BAND_ROWS = ("blue", "green", "red", "nir", "swir16", "swir22", "cirrus", "thermal", "cdi", "endbi")
+# flags of fmask_cloud_flags (uint8)
+PCP, WATER, SNOW, NODATA, CLOUD, CONFIDENT, FALSE_POSITIVE = 1, 2, 4, 8, 16, 32, 64
+# flags of _pixel only
+CLEAR_LAND, CLEAR_WATER, URBAN = 256, 512, 1024
 #: ``(low, step, bins)`` of the histogram grids: brightness temperature (deg C), HOT (reflectance), probability.
 HIST_GRIDS = {"bt": (-100.0, 0.01, 30001), "hot": (-1.0, 1e-4, 20001), "prob": (-2.0, 1e-4, 50001)}
+#: The thresholds :func:`fmask_cloud_flags` takes in ``thr``, in order, with their sources.
+THRESHOLDS = (
+    ("swir22_min", 0.03),  # Z12 basic test
+    ("ndsi_max", 0.8),  # Z12 basic test
+    ("ndvi_max", 0.8),  # Z12 basic test
+    ("whiteness_max", 0.7),  # Z12 whiteness test
+    ("hot_offset", 0.08),  # Z12 haze test
+    ("nir_swir16_min", 0.75),  # Z12 NIR / SWIR-1.6 test
+    ("bt_max", 27.0),  # Z12 basic test, deg C
+    ("snow_bt_max", 10.0),  # Q19 (Fmask 4's DetectSnow), deg C
+    ("cirrus_norm", 0.04),  # Z15 thin cloud probability: cirrus / 0.04
+    ("thin_weight", 0.5),  # Q19: weight of the thin cloud probability (0.3 Landsat 8, 0.5 Sentinel-2)
+    ("hot_margin", 0.04),  # Q19 brightness probability: HOT percentiles widened by 0.04
+    ("water_bright", 0.11),  # Z12 water brightness probability: SWIR-1.6 / 0.11
+    ("cdi_urban", -0.8),  # Q19: urban pixels with CDI below -0.8 are cloud
+    ("cdi_confident", -0.5),  # Q19 / F18: a pixel with CDI below -0.5 is confidently cloud
+)
 _BT = HIST_GRIDS["bt"]
 _HOT = HIST_GRIDS["hot"]
 _PROB = HIST_GRIDS["prob"]
@@ -70,10 +95,9 @@ def _q(v, low, step, bins):
 def _pixel(bands, i, present, thr):
     """Potential-cloud tests and probability inputs of pixel ``i``.
 
-    Returns ``(flags, variability, hot, water_brightness, cirrus_prob, bt)``
-    with ``flags`` of PCP, WATER, SNOW, NODATA, CLEAR_LAND, CLEAR_WATER.
-    ``thr``: swir22_min, ndsi_max, ndvi_max, whiteness_max, hot_offset,
-    nir_swir16_min, bt_max (deg C), snow_bt_max, cirrus_norm, cdi_max.
+    Returns ``(flags, variability, hot, water_brightness, thin_prob, bt)``
+    with ``flags`` of PCP, WATER, SNOW, NODATA, CLEAR_LAND, CLEAR_WATER,
+    URBAN. ``thr``: the values of :data:`THRESHOLDS`.
     """
     b, g, r, n8 = float(bands[0, i]), float(bands[1, i]), float(bands[2, i]), float(bands[3, i])
     has_swir = present[4]
@@ -94,39 +118,38 @@ def _pixel(bands, i, present, thr):
     ndsi = 0.0
     if has_swir:
         ndsi = (g - s1) / (g + s1)
+        ndbi = (s1 - n8) / (s1 + n8)
         pcp = pcp and s2 > thr[0] and ndsi < thr[1] and n8 / s1 > thr[5]
-        variability = 1.0 - max(max(abs(ndvi), abs(ndsi)), whiteness)
+        # Q19 (Fmask 4's problSpectralVaribility): NDBI joins NDVI, NDSI and whiteness
+        variability = 1.0 - max(max(max(abs(ndvi), abs(ndsi)), abs(ndbi)), whiteness)
     if present[7]:
         pcp = pcp and bt < thr[6]  # Z12 basic test: BT < 27 deg C
-    if present[8]:
-        cdi = float(bands[8, i])
-        pcp = pcp and not (cdi > thr[9])  # Q19 / F18: bright surfaces have CDI > -0.5
-    cirrus_prob = 0.0
+    thin = 0.0
     if present[6]:
-        cirrus_prob = max(ci / thr[8], 0.0)  # Z15: cirrus probability
+        thin = max(ci / thr[8], 0.0)  # Z15: thin cloud probability
         pcp = pcp or ci > 0.01  # Z15 cirrus test
     water = (ndvi < 0.01 and n8 < 0.11) or (ndvi > 0.0 and ndvi < 0.1 and n8 < 0.05)  # Z12 water test
     snow = has_swir and ndsi > 0.15 and n8 > 0.11 and g > 0.1 and (not present[7] or bt < thr[7])
     f = np.int64((PCP if pcp else 0) | (WATER if water else 0) | (SNOW if snow else 0))
     if not pcp:
-        if water:
-            # Z12 clear-sky water: water with SWIR-2.2 < 0.03 (all non-PCP water without SWIR)
-            if not has_swir or s2 < 0.03:
-                f |= CLEAR_WATER
-        else:
-            f |= CLEAR_LAND
-    # Z12 water brightness probability: min(SWIR-1.6, 0.11) / 0.11 (NIR in the four-band mode)
-    wb = min(s1 if has_swir else n8, 0.11) / 0.11
-    return f, variability, hot, wb, cirrus_prob, bt
+        # Q19 (Fmask 4's DetectPotentialCloud): clear water is every clear water pixel (Z12's SWIR-2.2 < 0.03 dropped)
+        f |= CLEAR_WATER if water else CLEAR_LAND
+    if present[9] and not water:
+        endbi = float(bands[9, i])
+        if endbi > 0.0 and endbi > ndvi:  # Q19: urban / built-up, from the line-enhanced NDBI
+            f |= URBAN
+    # Z12 / Q19 water brightness probability: SWIR-1.6 / 0.11 at most 1 (NIR in the four-band mode)
+    wb = min(s1 if has_swir else n8, thr[11]) / thr[11]
+    return f, variability, hot, wb, thin, bt
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _probabilities(variability, hot, wb, cirrus_prob, bt, has_thermal, stats):
+def _probabilities(variability, hot, wb, thin, bt, has_thermal, stats, thin_weight):
     """Land and water cloud probabilities of one pixel.
 
     ``stats``: t_low, t_high, t_water (deg C, 17.5th / 82.5th percentiles of
-    clear land, 82.5th of clear water; Z12) or hot_low, hot_high (17.5th /
-    82.5th percentiles of clear-land HOT; Q19).
+    clear land, 82.5th of clear water; Z12) or hot_low, hot_high (17.5th
+    percentile of clear-land HOT less 0.04, 82.5th plus 0.04; Q19).
     """
     if has_thermal:
         t_low, t_high, t_water = stats[0], stats[1], stats[2]
@@ -138,40 +161,44 @@ def _probabilities(variability, hot, wb, cirrus_prob, bt, has_thermal, stats):
         bright = (hot - stats[3]) / span if span > 0 else 1.0  # Q19 HOT brightness probability, in [0, 1]
         land = min(max(bright, 0.0), 1.0) * variability
         water = wb
-    return land + cirrus_prob, water + cirrus_prob  # Z15: cirrus probability added
+    return land + thin_weight * thin, water + thin_weight * thin  # Z15 / Q19: weighted thin cloud probability
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def fmask_histograms(bands, present, thr, stage, stats, hist_a, hist_b, hist_c, counts):
+def fmask_histograms(bands, present, thr, stage, stats, hist_a, hist_b, hist_c, hist_d, hist_e, counts):
     """Add one chunk's clear-sky values to the scene histograms (``int64``, on :data:`HIST_GRIDS`).
 
-    ``stage`` 0: brightness temperature of clear land (``hist_a``) and clear
-    water (``hist_b``), HOT of clear land (``hist_c``), and in ``counts`` the
-    clear (not potential cloud) and the valid pixels. ``stage`` 1, with the
-    percentiles of stage 0 in ``stats``: land cloud probability of clear land
+    ``stage`` 0: brightness temperature of clear land (``hist_a``), clear
+    water (``hist_b``) and urban pixels (``hist_e``); HOT of clear land
+    (``hist_c``) and clear water (``hist_d``); in ``counts`` the clear (not
+    potential cloud) and the valid pixels. ``stage`` 1, with the percentiles
+    of stage 0 in ``stats``: land cloud probability of clear land
     (``hist_a``) and water cloud probability of clear water (``hist_b``).
     """
     n = bands.shape[1]
     for i in range(n):
-        f, vari, hot, wb, cp, bt = _pixel(bands, i, present, thr)
+        f, vari, hot, wb, thin, bt = _pixel(bands, i, present, thr)
         if f & NODATA:
             continue
+        land = (f & CLEAR_LAND) != 0
+        water = (f & CLEAR_WATER) != 0
         if stage == 0:
             counts[1] += 1
             if not f & PCP:
                 counts[0] += 1
-        land = (f & CLEAR_LAND) != 0
-        water = (f & CLEAR_WATER) != 0
-        if stage == 0:
             if present[7]:
                 if land:
                     hist_a[_bin(bt, _BT[0], _BT[1], _BT[2])] += 1
                 elif water:
                     hist_b[_bin(bt, _BT[0], _BT[1], _BT[2])] += 1
+                if f & URBAN:
+                    hist_e[_bin(bt, _BT[0], _BT[1], _BT[2])] += 1
             if land:
                 hist_c[_bin(hot, _HOT[0], _HOT[1], _HOT[2])] += 1
+            elif water:
+                hist_d[_bin(hot, _HOT[0], _HOT[1], _HOT[2])] += 1
         elif land or water:
-            lp, wp = _probabilities(vari, hot, wb, cp, bt, present[7], stats)
+            lp, wp = _probabilities(vari, hot, wb, thin, bt, present[7], stats, thr[9])
             if land:
                 hist_a[_bin(lp, _PROB[0], _PROB[1], _PROB[2])] += 1
             else:
@@ -182,25 +209,32 @@ def fmask_histograms(bands, present, thr, stage, stats, hist_a, hist_b, hist_c, 
 def fmask_cloud_flags(bands, present, thr, stats, limits):
     """Flags of each pixel with :data:`CLOUD` set as Fmask's potential cloud layer decides.
 
-    ``stats``: as :func:`fmask_histograms` takes them, then the share of clear
-    pixels in the valid ones. ``limits``: land threshold, water threshold
-    (each the 82.5th percentile of the clear pixels' probability plus the
-    cloud probability constant; NaN: no clear pixels of that surface, every
+    ``stats``: as :func:`fmask_histograms` takes them, then the number of
+    clear pixels and the urban cold limit (deg C: urban pixels colder are
+    cloud; NaN: none). ``limits``: land threshold, water threshold (each the
+    82.5th percentile of the clear pixels' probability plus the cloud
+    probability constant; NaN: no clear pixels of that surface, every
     potential cloud pixel there is cloud), high-probability limit (Z12: 0.99;
     NaN: off), the cold-cloud margin (Z12: 35 deg C below t_low; NaN: off) and
-    the least share of clear pixels (Z12: 0.1 %; below it every potential
+    the least number of clear pixels (Q19: 40,000; with fewer every potential
     cloud pixel is cloud). Cloud (Z12, Q19) = PCP and over the threshold of its
     surface, or land with probability over the high limit, or BT below
-    ``t_low - margin``.
+    ``t_low - margin``. Also set: :data:`FALSE_POSITIVE`, the urban pixels
+    not taken for cloud by their temperature (thermal) or CDI (< -0.8), and
+    :data:`CONFIDENT`, CDI < -0.5 (Q19). Without a thermal band or the CDI
+    no pixel is FALSE_POSITIVE: Fmask 4 always has one of them to take the
+    clouds out of its urban layer, and without both the layer holds every
+    cloud's edge over vegetation (a cloud's NDBI, about -0.1, is a bright
+    line beside vegetation's -0.3 and above the cloud's NDVI of about 0).
     """
     n = bands.shape[1]
     out = np.empty(n, dtype=np.uint8)
     for i in range(n):
-        f, vari, hot, wb, cp, bt = _pixel(bands, i, present, thr)
+        f, vari, hot, wb, thin, bt = _pixel(bands, i, present, thr)
         if f & NODATA:
-            out[i] = f
+            out[i] = NODATA
             continue
-        lp, wp = _probabilities(vari, hot, wb, cp, bt, present[7], stats)
+        lp, wp = _probabilities(vari, hot, wb, thin, bt, present[7], stats, thr[9])
         lp = _q(lp, _PROB[0], _PROB[1], _PROB[2])
         wp = _q(wp, _PROB[0], _PROB[1], _PROB[2])
         water = (f & WATER) != 0
@@ -213,7 +247,21 @@ def fmask_cloud_flags(bands, present, thr, stats, limits):
             cloud = (pcp and not (lp <= limits[0])) or lp > limits[2]
         if present[7] and bt < stats[0] - limits[3]:
             cloud = True
-        out[i] = f | (CLOUD if cloud else 0)
+        g = f & (PCP | WATER | SNOW)
+        if cloud:
+            g |= CLOUD
+        urban = (f & URBAN) != 0
+        if present[7]:
+            urban = urban and not (bt < stats[6])  # Q19: colder than the warm urban class: cloud
+        elif present[8]:
+            urban = urban and not (float(bands[8, i]) < thr[12])
+        else:  # nothing tells clouds from built-up land: the line detector lights up every cloud edge over land
+            urban = False
+        if urban:
+            g |= FALSE_POSITIVE
+        if present[8] and float(bands[8, i]) < thr[13]:
+            g |= CONFIDENT
+        out[i] = g
     return out
 
 
@@ -458,11 +506,16 @@ def match_shadows(cloud, potential, valid, dy, dx, dmin, dmax, min_size, similar
 @numba.njit(cache=True, nogil=True)
 def fmask_slice(flags, nir_q, s1_q, fill_min, shadow_on, dy, dx, dmin, dmax, min_size, similarity_min, decline,
                 max_steps, bg_radius, dark_ratio, dark_difference_q, dark_iterations, only_dark,
-                cloud_buffer, shadow_buffer):
+                cloud_buffer, shadow_buffer, urban_radius, erosion_radius, use_confident):
     """Classes of one whole 2-D scene from :func:`fmask_cloud_flags`' flags (Fmask 4 codes).
 
     Clouds: the CLOUD flags, filled by the 3 x 3 majority (``fill_min`` of 9; 0
-    skips it). Potential shadow: pixels darker than their clear-sky
+    skips it), then eroded where they may be false positives (Q19:
+    :func:`~geoproc.kernels.fmask_commission.false_positive_layer` of the
+    FALSE_POSITIVE flags dilated by ``urban_radius`` px and the SNOW flags;
+    :func:`~geoproc.kernels.fmask_commission.erode_commissions` by
+    ``erosion_radius`` px, with the CONFIDENT flags when ``use_confident``;
+    ``erosion_radius`` < 0 skips the step). Potential shadow: pixels darker than their clear-sky
     background in NIR and SWIR-1.6 (:func:`~geoproc.kernels.spectral_mask.dark_pixels`
     within ``bg_radius``; with ``bg_radius`` 0, :func:`flood_dark`).
     Shadows (``shadow_on``): :func:`match_shadows`; with ``only_dark`` the
@@ -487,6 +540,19 @@ def fmask_slice(flags, nir_q, s1_q, fill_min, shadow_on, dy, dx, dmin, dmax, min
         for y in range(h):
             for x in range(w):
                 cloud[y, x] = cloud[y, x] and valid[y, x]
+    if erosion_radius >= 0:
+        urban = np.empty((h, w), dtype=np.bool_)
+        snow = np.empty((h, w), dtype=np.bool_)
+        confident = np.empty((h, w), dtype=np.bool_)
+        for y in range(h):
+            for x in range(w):
+                f = flags[y, x]
+                urban[y, x] = (f & FALSE_POSITIVE) != 0
+                snow[y, x] = (f & SNOW) != 0
+                confident[y, x] = (f & CONFIDENT) != 0
+        pfpl = false_positive_layer(urban, snow, valid, urban_radius)
+        # Q19: objects under 10,000 px need a confident (CDI) pixel; objects under 3 px go
+        cloud = erode_commissions(cloud, pfpl, water, erosion_radius, confident, use_confident, 10000, 3)
     shadow = np.zeros((h, w), dtype=np.bool_)
     n_valid = 0
     n_cloud = 0
