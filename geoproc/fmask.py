@@ -6,7 +6,9 @@ cite each formula):
 1. **Potential cloud pixels** (Zhu & Woodcock 2012): the basic test (SWIR-2.2
    > 0.03, NDSI < 0.8, NDVI < 0.8 and, with a thermal band, BT < 27 deg C),
    whiteness < 0.7, HOT > 0.08, NIR / SWIR-1.6 > 0.75; the cirrus test
-   (cirrus > 0.01; Zhu, Wang & Woodcock 2015).
+   (cirrus > 0.01; Zhu, Wang & Woodcock 2015) on the cirrus band less its
+   2nd percentile over the pixels clear by the other tests (Fmask 4 without
+   a DEM; a global reduction like the statistics of step 2).
 2. **Clear-sky statistics of the whole scene**, land and water apart (a
    global reduction over all chunks of each time step): with a thermal band,
    the 17.5th and 82.5th percentiles of clear-land BT and the 82.5th of
@@ -58,9 +60,8 @@ and there is no snow class. It confuses bright soil and built-up land with
 cloud more often (see the README's science section for the measured F1).
 
 Departures from Fmask 4, by choice: no DEM (no terrain normalisation of
-temperature or cirrus, no slope-aware shadows or mountain snow); the cirrus
-band is not normalised by its 2nd percentile over clear pixels; no global
-surface water layer; reflectance carries no saturation flags (Fmask sets
+temperature, no cirrus floor per elevation, no slope-aware shadows or
+mountain snow); no global surface water layer; reflectance carries no saturation flags (Fmask sets
 whiteness and the saturated bands' NDVI/NDSI aside there); the absolute
 snow test (SCSI, for scenes with over 110,889 px of potential snow) is left
 out; without a thermal band or the CDI the urban layer is left out of the
@@ -102,7 +103,8 @@ _BT_GRID, _HOT_GRID, _PROB_GRID = k.HIST_GRIDS["bt"], k.HIST_GRIDS["hot"], k.HIS
 # stage 0: BT clear land, BT clear water, HOT clear land, HOT clear water, BT urban, clear/valid counts
 _H0 = (_BT_GRID[2], _BT_GRID[2], _HOT_GRID[2], _HOT_GRID[2], _BT_GRID[2], 2)
 _H1 = (_PROB_GRID[2], _PROB_GRID[2])  # stage 1: land prob, water prob
-_N_STATS = 7
+_HC = (_HOT_GRID[2],)  # stage -1: cirrus of the pixels clear but for the cirrus test
+_N_STATS = 8
 _N_ROWS = len(k.BAND_ROWS)
 
 #: Fmask 4's parameters per sensor (FmaskParameters.m; Qiu et al. 2019): the cloud probability constant, the
@@ -167,10 +169,10 @@ def _stack(blocks, decode, present) -> np.ndarray:
 
 
 def _hist_block(stage, present, decode, thr, *blocks):
-    """Histograms of one block per time index: ``(t, 1, 1, bins)``; the last block is the stats (``(t, 6)``)."""
+    """Histograms of one block per time index: ``(t, 1, 1, bins)``; the last block is the stats (``(t, 8)``)."""
     stats = blocks[-1]
     blocks = blocks[:-1]
-    sizes = _H0 if stage == 0 else _H1
+    sizes = {-1: _HC, 0: _H0, 1: _H1}[stage]
     out = np.zeros((blocks[0].shape[0], 1, 1, sum(sizes)), dtype=np.int64)
     for t in range(blocks[0].shape[0]):
         bands = _stack([b[t] for b in blocks], decode, present)
@@ -180,8 +182,17 @@ def _hist_block(stage, present, decode, thr, *blocks):
     return out
 
 
-def _stage0_stats(hist, present, block_info=None):
+def _cirrus_stats(hist, block_info=None):
+    out = np.zeros((hist.shape[0], _N_STATS))
+    for t, h in enumerate(hist):  # Q19 (NormalizaCirrusDEM without a DEM): 2nd percentile of the clear pixels
+        low = k.histogram_percentile(h, 2.0, _HOT_GRID)
+        out[t, 7] = low if np.isfinite(low) else 0.0
+    return out
+
+
+def _stage0_stats(hist, before, present, block_info=None):
     out = np.full((hist.shape[0], _N_STATS), np.nan)
+    out[:, 7] = before[:, 7]
     margin = dict(k.THRESHOLDS)["hot_margin"]
     for t, h in enumerate(hist):
         bt_land, bt_water, hot_land, hot_water, bt_urban, counts = np.split(h, np.cumsum(_H0)[:-1])
@@ -459,15 +470,17 @@ def fmask_classes(
     tchunks = chunks_of[0]
 
     def histograms(stage, stats):
-        sizes = sum(_H0 if stage == 0 else _H1)
+        sizes = sum({-1: _HC, 0: _H0, 1: _H1}[stage])
         h = da.blockwise(partial(_hist_block, stage, present, decode, thr), "tyxk",
                          *[x for a in arrays for x in (a, "tyx")], stats, "ts",
                          new_axes={"k": sizes}, adjust_chunks={"y": 1, "x": 1}, concatenate=True, dtype=np.int64)
         return h.sum(axis=(1, 2)).rechunk((tchunks, sizes))
 
-    no_stats = da.zeros((n_time, _N_STATS), chunks=(tchunks, _N_STATS))
-    stats = histograms(0, no_stats).map_blocks(partial(_stage0_stats, present=present),
-                                                chunks=(tchunks, _N_STATS), dtype=np.float64)
+    stats = da.zeros((n_time, _N_STATS), chunks=(tchunks, _N_STATS))
+    if has["cirrus"]:  # Q19: the cirrus band's floor first, as the cirrus test decides which pixels are clear
+        stats = histograms(-1, stats).map_blocks(_cirrus_stats, chunks=(tchunks, _N_STATS), dtype=np.float64)
+    stats = da.map_blocks(partial(_stage0_stats, present=present), histograms(0, stats), stats,
+                          chunks=(tchunks, _N_STATS), dtype=np.float64)
     # Zhu & Woodcock 2012: cold clouds 35 deg C below t_low; Q19: with at most 40,000 clear pixels, all PCP are cloud
     limits = histograms(1, stats).map_blocks(
         partial(_stage1_limits, constant=float(cloud_probability), high=np.nan, cold=35.0,

@@ -47,8 +47,9 @@ def _scene(seed=0, size=60, thermal=False, cirrus=False, p=(0.35, 0.15, 0.1, 0.1
     ds = xr.Dataset({b: (("y", "x"), values[i]) for i, b in enumerate(SIX)}, coords=coords)
     if thermal:
         ds["lwir11"] = (("y", "x"), values[6])
-    if cirrus:  # thin cirrus over the "thin" blocks and some noise elsewhere
-        ds["cirrus"] = (("y", "x"), np.where(layout[5], 0.02, 0.002).astype(np.float32) * noise[0])
+    if cirrus:  # thin cirrus over the "thin" blocks, 0.012 over soil (cirrus only above the scene's floor of 0.005)
+        values = np.where(layout[5], 0.02, np.where(layout[1], 0.012, 0.005))
+        ds["cirrus"] = (("y", "x"), values.astype(np.float32) * noise[0])
     return ds
 
 
@@ -71,6 +72,8 @@ def _reference_cloud(ds, constant=0.2, thin_weight=0.3):
     pcp = (s2 > 0.03) & (ndsi < 0.8) & (ndvi < 0.8) & (white < 0.7) & (hot - 0.08 > 0) & (n / s1 > 0.75)
     if thermal:
         pcp &= bt < 27
+    if "cirrus" in ds:  # Fmask 4 without a DEM: the cirrus band less its 2nd percentile over the clear pixels
+        ci = np.maximum(ci - np.percentile(_quantised(ci, k.HIST_GRIDS["hot"])[~pcp], 2), 0)
     pcp |= ci > 0.01  # Zhu, Wang & Woodcock 2015: cirrus test
     water = ((ndvi < 0.01) & (n < 0.11)) | ((ndvi > 0) & (ndvi < 0.1) & (n < 0.05))
     clear_land = ~pcp & ~water

@@ -92,12 +92,13 @@ def _q(v, low, step, bins):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _pixel(bands, i, present, thr):
+def _pixel(bands, i, present, thr, cirrus_low):
     """Potential-cloud tests and probability inputs of pixel ``i``.
 
     Returns ``(flags, variability, hot, water_brightness, thin_prob, bt)``
     with ``flags`` of PCP, WATER, SNOW, NODATA, CLEAR_LAND, CLEAR_WATER,
-    URBAN. ``thr``: the values of :data:`THRESHOLDS`.
+    URBAN. ``thr``: the values of :data:`THRESHOLDS`. ``cirrus_low``: the
+    cirrus band's 2nd percentile over clear pixels, taken off it (Q19).
     """
     b, g, r, n8 = float(bands[0, i]), float(bands[1, i]), float(bands[2, i]), float(bands[3, i])
     has_swir = present[4]
@@ -107,6 +108,7 @@ def _pixel(bands, i, present, thr):
     bt = float(bands[7, i]) if present[7] else 0.0
     if np.isnan(b + g + r + n8 + s1 + s2 + ci + bt):
         return np.int64(NODATA), 0.0, 0.0, 0.0, 0.0, 0.0
+    ci = max(ci - cirrus_low, 0.0)  # Q19 (NormalizaCirrusDEM without a DEM): cirrus over its clear-sky floor
     ndvi = (n8 - r) / (n8 + r)
     mean_vis = (b + g + r) / 3.0
     whiteness = (abs(b - mean_vis) + abs(g - mean_vis) + abs(r - mean_vis)) / mean_vis
@@ -168,7 +170,9 @@ def _probabilities(variability, hot, wb, thin, bt, has_thermal, stats, thin_weig
 def fmask_histograms(bands, present, thr, stage, stats, hist_a, hist_b, hist_c, hist_d, hist_e, counts):
     """Add one chunk's clear-sky values to the scene histograms (``int64``, on :data:`HIST_GRIDS`).
 
-    ``stage`` 0: brightness temperature of clear land (``hist_a``), clear
+    ``stage`` -1: cirrus of the pixels that pass no potential cloud test but
+    the cirrus test (``hist_a``, on the HOT grid; Q19's clear pixels for the
+    cirrus floor). ``stage`` 0: brightness temperature of clear land (``hist_a``), clear
     water (``hist_b``) and urban pixels (``hist_e``); HOT of clear land
     (``hist_c``) and clear water (``hist_d``); in ``counts`` the clear (not
     potential cloud) and the valid pixels. ``stage`` 1, with the percentiles
@@ -176,8 +180,17 @@ def fmask_histograms(bands, present, thr, stage, stats, hist_a, hist_b, hist_c, 
     (``hist_a``) and water cloud probability of clear water (``hist_b``).
     """
     n = bands.shape[1]
+    if stage == -1:
+        no_cirrus = present.copy()
+        no_cirrus[6] = False
+        for i in range(n):
+            f, vari, hot, wb, thin, bt = _pixel(bands, i, no_cirrus, thr, 0.0)
+            ci = float(bands[6, i])
+            if not f & (NODATA | PCP) and not np.isnan(ci):
+                hist_a[_bin(ci, _HOT[0], _HOT[1], _HOT[2])] += 1
+        return
     for i in range(n):
-        f, vari, hot, wb, thin, bt = _pixel(bands, i, present, thr)
+        f, vari, hot, wb, thin, bt = _pixel(bands, i, present, thr, stats[7])
         if f & NODATA:
             continue
         land = (f & CLEAR_LAND) != 0
@@ -210,8 +223,9 @@ def fmask_cloud_flags(bands, present, thr, stats, limits):
     """Flags of each pixel with :data:`CLOUD` set as Fmask's potential cloud layer decides.
 
     ``stats``: as :func:`fmask_histograms` takes them, then the number of
-    clear pixels and the urban cold limit (deg C: urban pixels colder are
-    cloud; NaN: none). ``limits``: land threshold, water threshold (each the
+    clear pixels, the urban cold limit (deg C: urban pixels colder are
+    cloud; NaN: none) and the cirrus floor (Q19: 2nd percentile of the clear
+    pixels' cirrus, taken off the cirrus band). ``limits``: land threshold, water threshold (each the
     82.5th percentile of the clear pixels' probability plus the cloud
     probability constant; NaN: no clear pixels of that surface, every
     potential cloud pixel there is cloud), high-probability limit (Z12: 0.99;
@@ -230,7 +244,7 @@ def fmask_cloud_flags(bands, present, thr, stats, limits):
     n = bands.shape[1]
     out = np.empty(n, dtype=np.uint8)
     for i in range(n):
-        f, vari, hot, wb, thin, bt = _pixel(bands, i, present, thr)
+        f, vari, hot, wb, thin, bt = _pixel(bands, i, present, thr, stats[7])
         if f & NODATA:
             out[i] = NODATA
             continue
