@@ -281,6 +281,19 @@ class _ChunkTasks(BlockwiseDep):
     def __dask_tokenize__(self) -> str:
         return self._token
 
+    def restricted(self, blocks) -> _ChunkTasks:
+        """The same tasks for ``blocks`` only (``(it, iy, ix)``; None: all): the chunk index keeps just their
+        rows and the asset table (a graph key of its own) is left out, so a compact graph's recipe
+        (:mod:`geoproc.io._compact`) stays the size of its tile."""
+        import copy
+        import dataclasses
+
+        out = copy.copy(self)
+        band = self.band
+        index = band.index if blocks is None else band.index.subset({iy * band.index.n_x + ix for _, iy, ix in blocks})
+        out.band = dataclasses.replace(band, table=(), footprints=band.footprints[:0], index=index)
+        return out
+
 
 def read_report(data: xr.Dataset | xr.DataArray) -> LoadReport:
     """The assets that a load with ``on_error="fill"`` could not read, and the items that lack a band.

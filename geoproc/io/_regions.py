@@ -24,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import OutputError
+from ._compact import compact_graph
 from ._overviews import pyramid
 from ._target import _reason, _Target
 from .storage import Location, S3Options, object_store, zarr_store
@@ -31,16 +32,20 @@ from .storage import Location, S3Options, object_store, zarr_store
 __all__ = ["Write", "Block"]
 
 
-def _optimize(graph, keys: list) -> dict:
-    """dask.array's optimisation without ``fuse_roots`` (which materialises whole layers, so a tile of a
-    continental graph cost as much as all of it): blockwise fusion on the high-level graph, a cull to
-    ``keys``, then linear fusion of what is left."""
-    from dask._task_spec import convert_legacy_graph, fuse_linear_task_spec
-    from dask.array.optimization import _optimize_slices
+def _blockwise(graph, keys: list):
+    """Blockwise fusion on the high-level graph, culled to ``keys`` (nothing materialised)."""
     from dask.blockwise import optimize_blockwise
 
-    dsk = optimize_blockwise(graph, keys=keys).cull(set(keys))
-    dsk = convert_legacy_graph(dict(dsk))
+    return optimize_blockwise(graph, keys=keys).cull(set(keys))
+
+
+def _optimize(graph, keys: list) -> dict:
+    """dask.array's optimisation of a :func:`_blockwise` graph without ``fuse_roots`` (which materialises
+    whole layers, so a tile of a continental graph cost as much as all of it): linear fusion of its tasks."""
+    from dask._task_spec import convert_legacy_graph, fuse_linear_task_spec
+    from dask.array.optimization import _optimize_slices
+
+    dsk = convert_legacy_graph(dict(graph))
     return _optimize_slices(fuse_linear_task_spec(dsk, keys=keys))
 
 
@@ -248,6 +253,8 @@ class Write:
         Per variable, how its overviews are computed (``mean``, ``mode``, ``nearest``).
     collection
         The STAC Collection to write beside the store at the finish (time series), or None.
+    compact
+        Give compact graphs where regions share no work (see :meth:`graph`); False: always dask's fused tasks.
     """
 
     target: _Target
@@ -261,6 +268,7 @@ class Write:
     levels: int = 0
     resampling: dict[str, str] = field(default_factory=dict)
     collection: dict | None = None
+    compact: bool = True
     _arrays: dict[str, da.Array] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -304,20 +312,23 @@ class Write:
         return (self.layer(block.variable), *block.index)
 
     def graph(self, blocks: Sequence[Block]) -> dict:
-        """The optimised low-level graph that writes ``blocks`` and nothing else.
+        """The low-level graph that writes ``blocks`` and nothing else.
 
         Blockwise steps are fused into the write (a region's reads, masks and reductions run in its
         write task) and the graph is culled to the blocks' keys: its size grows with the blocks, not
-        with the whole result.
+        with the whole result. Where regions share no work (the usual case), the graph is compact
+        (:mod:`geoproc.io._compact`): one small task per region and the graph's layers sent once,
+        each region's tasks made on the worker; otherwise the tasks are fused by dask's rules.
         """
-        from dask.highlevelgraph import HighLevelGraph
-
         from dask._task_spec import Alias
 
-        if self._graph is None:
-            self._graph = HighLevelGraph.merge(*(a.__dask_graph__() for a in self._arrays.values()))
         keys = [self.key(b) for b in blocks]
-        dsk = _optimize(self._graph, keys)
+        hlg = self._culled(keys)
+        if self.compact:
+            dsk = compact_graph(hlg, keys, f"geoproc-{self.token}")
+            if dsk is not None:
+                return dsk
+        dsk = _optimize(hlg, keys)
         # dask names a fused task after its chain and leaves an alias under the requested key: give the
         # fused task the key itself (half the tasks for the scheduler to hold; nothing else depends on it)
         for key in keys:
@@ -327,6 +338,14 @@ class Write:
                 fused.key = key
                 dsk[key] = fused
         return dsk
+
+    def _culled(self, keys: list):
+        """The high-level graph of the writes ``keys``, blockwise-fused and culled to them."""
+        from dask.highlevelgraph import HighLevelGraph
+
+        if self._graph is None:
+            self._graph = HighLevelGraph.merge(*(a.__dask_graph__() for a in self._arrays.values()))
+        return _blockwise(self._graph, keys)
 
     def carry_over(self) -> None:
         """Record under this write the regions an earlier write already stored (so that counts add up)."""

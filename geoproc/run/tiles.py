@@ -39,8 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import xarray as xr
+from dask._task_spec import DataNode
 
 from ..errors import GeoprocError, GeoprocWarning, InvalidArgumentError, OutputError
+from ..io._compact import Recipe
 from ..io._regions import Block, Write
 from ..io.zarr import begin_write
 from . import watch as _watch
@@ -330,11 +332,14 @@ def _tiling(w: Write, tile, max_tasks: int) -> tuple[int, int, dict[tuple[int, i
             )
         reference = spatial
     if tile is None:
-        # the tasks of one chunk position, measured on the first one (reads per time chunk, reductions and
-        # masks make it several per region), so that a tile fits a quarter of the budget
-        first = _blocks_at(w, axes, 0, 0)
-        per_position = max(1, len(w.graph(first)))
-        side = max(1, math.isqrt(max_tasks // 4 // per_position))
+        # the tasks of one chunk position, measured on the first 2 x 2 (a compact graph has one per region;
+        # where neighbours share work, the fused graph has several), so that a tile fits a quarter of the budget
+        first = _blocks_at(w, axes, 2, 2)
+        positions = len({(b.index[axes[b.variable][0]], b.index[axes[b.variable][1]]) for b in first})
+        dsk = w.graph(first)
+        literal = sum(1 for node in dsk.values() if isinstance(node, DataNode))  # tables, a recipe: once a tile
+        per_position = max(1, math.ceil((len(dsk) - literal) / positions))
+        side = max(1, math.isqrt(max(1, max_tasks // 4 - literal) // per_position))
         ty = tx = side
     elif isinstance(tile, int) and not isinstance(tile, bool):
         ty = tx = tile
@@ -349,12 +354,12 @@ def _tiling(w: Write, tile, max_tasks: int) -> tuple[int, int, dict[tuple[int, i
     return ty, tx, dict(sorted(tiles.items()))
 
 
-def _blocks_at(w: Write, axes: dict, iy: int, ix: int) -> list[Block]:
-    """The regions at chunk position ``(iy, ix)``, all variables and other axes."""
+def _blocks_at(w: Write, axes: dict, ny: int, nx: int) -> list[Block]:
+    """The regions of the first ``ny`` x ``nx`` chunk positions, all variables and other axes."""
     out = []
     for b in w.blocks():
         ay, ax = axes[b.variable]
-        if b.index[ay] == iy and b.index[ax] == ix:
+        if b.index[ay] < ny and b.index[ax] < nx:
             out.append(b)
     return out
 
@@ -514,11 +519,11 @@ class _Runner:
     def _submit(self, dsk: dict, t: _Tile) -> list:
         """Futures of the tile's regions; literal data of the graph (tables of assets) goes to the
         cluster once and is held for the run, instead of travelling with every tile."""
-        from dask._task_spec import DataNode, Task
+        from dask._task_spec import Task
         from dask.highlevelgraph import HighLevelGraph
 
         for key, node in list(dsk.items()):
-            if isinstance(node, DataNode):
+            if isinstance(node, DataNode) and not isinstance(node.value, Recipe):  # a recipe is the tile's own
                 if key not in self.held:  # a task, not scattered data: the scheduler recomputes it if its worker dies
                     self.held[key] = self.client.submit(_same, node.value, key=f"held-{key}-{uuid.uuid4().hex}", pure=False)
                 dsk[key] = Task(key, _same, self.held[key])

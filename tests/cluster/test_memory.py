@@ -75,7 +75,7 @@ def test_a_task_that_exceeds_its_workers_memory_limit_ends_in_one_line(archive, 
                                        "--local-directory", str(tmp_path / "w")], env=env, cwd=tmp_path,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         items = geoproc.search(archive.catalog)
-        ds = geoproc.load(items, ["red", "nir", "scl"], resolution=1, chunks=2048)
+        ds = geoproc.load(items, ["red", "nir", "scl"], resolution=1, chunks=2560)
         result = geoproc.composite(geoproc.ndvi(ds), "median", mask=geoproc.cloud_mask(ds))
         with Client(address, timeout="30s", set_as_default=False) as client:
             client.wait_for_workers(1, timeout=60)
