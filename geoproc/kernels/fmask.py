@@ -39,7 +39,7 @@ import heapq
 import numba
 import numpy as np
 
-from .fmask_commission import erode_commissions, false_positive_layer
+from .fmask_commission import erode_commissions, false_positive_layer, label_objects
 from .morphology import dilate_disk, majority
 from .spectral_mask import dark_pixels
 
@@ -408,36 +408,6 @@ def flood_dark(nir_q, s1_q, valid, clear_land, min_difference_q):
         for x in range(w):
             dark[y, x] = valid[y, x] and min(fn[y, x] - nir_q[y, x], fs[y, x] - s1_q[y, x]) > min_difference_q
     return dark
-
-
-@numba.njit(cache=True, nogil=True)
-def label_objects(mask):
-    """8-connected components of a 2-D mask: ``(labels, count)``, labels 1..count in raster order of first pixel."""
-    h, w = mask.shape
-    labels = np.zeros((h, w), dtype=np.int32)
-    stack = np.empty(h * w, dtype=np.int64)
-    count = 0
-    for y0 in range(h):
-        for x0 in range(w):
-            if not mask[y0, x0] or labels[y0, x0]:
-                continue
-            count += 1
-            labels[y0, x0] = count
-            top = 0
-            stack[0] = y0 * w + x0
-            top = 1
-            while top > 0:
-                top -= 1
-                p = stack[top]
-                y, x = p // w, p % w
-                for dy in range(-1, 2):
-                    for dx in range(-1, 2):
-                        yy, xx = y + dy, x + dx
-                        if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and labels[yy, xx] == 0:
-                            labels[yy, xx] = count
-                            stack[top] = yy * w + xx
-                            top += 1
-    return labels, count
 
 
 @numba.njit(cache=True, nogil=True)

@@ -123,8 +123,8 @@ def _objects_with(labels, count, marked):
 
 
 @numba.njit(cache=True, nogil=True)
-def _labels(mask):
-    """8-connected components: ``(labels, count)``, labels 1..count."""
+def label_objects(mask):
+    """8-connected components of a 2-D mask: ``(labels, count)``, labels 1..count in raster order of first pixel."""
     h, w = mask.shape
     labels = np.zeros((h, w), dtype=np.int32)
     stack = np.empty(h * w, dtype=np.int64)
@@ -176,7 +176,7 @@ def erode_commissions(cloud, pfpl, water, radius, confident, use_confident, smal
         for y in range(h):
             for x in range(w):
                 left[y, x] = cloud[y, x] and not (core[y, x] and pfpl[y, x])
-        labels, count = _labels(cloud)
+        labels, count = label_objects(cloud)
         keep = _objects_with(labels, count, left)
         grown = dilate_disk(left, 2.0 * radius)
         out = np.empty((h, w), dtype=np.bool_)
@@ -186,7 +186,7 @@ def erode_commissions(cloud, pfpl, water, radius, confident, use_confident, smal
     else:
         out = cloud.copy()
     if use_confident:
-        labels, count = _labels(out)
+        labels, count = label_objects(out)
         sizes = np.zeros(count + 1, dtype=np.int64)
         for y in range(h):
             for x in range(w):
