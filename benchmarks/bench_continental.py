@@ -275,6 +275,10 @@ def main() -> None:
         update_results(RESULTS, "Continental scale (bench_continental.py)", body)
 
 
+def _span(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
 def report(scale, series, sub, e2e, ovh, cores) -> str:
     lines = [f"{today()}, {machine()}; {versions().get('dask', '')} dask. `python benchmarks/bench_continental.py`", ""]
     lines += ["| job | regions | load tasks | plan | build | template | one graph (tasks) | tiles | all tile graphs | largest tile | task memory |",
@@ -312,7 +316,7 @@ def report(scale, series, sub, e2e, ovh, cores) -> str:
     core_hours = px * DATES_PER_MONTH * len(BANDS) / rate / 3600
     lines += ["", f"**Europe, 10 m monthly median composite** ({EUROPE_KM2 / 1e6:.1f} M km^2 = {px / 1e9:.0f} Gpx per "
               f"date, {DATES_PER_MONTH} dates, 3 bands): {core_hours:,.0f} core-hours of geoproc's own work at the rate "
-              f"above, so about {core_hours / 100:.1f} h on 100 worker cores or {core_hours / 500:.1f} h on 500, plus "
+              f"above, so about {_span(core_hours / 100)} on 100 worker cores or {_span(core_hours / 500)} on 500, plus "
               "reading: at the latencies of `bench_latency.py`, reading, not computing, sets the pace on object storage."]
     return "\n".join(lines)
 

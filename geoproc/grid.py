@@ -305,25 +305,6 @@ class ChunkIndex:
         """(chunk, box) intersections in all."""
         return int(self.ptr[-1])
 
-    def subset(self, rows) -> ChunkIndex:
-        """The same index with the chunks ``rows`` (row-major numbers) only; every other chunk intersects nothing.
-
-        Examples
-        --------
-        >>> idx = ChunkIndex(np.array([0, 2, 3, 5]), np.array([0, 1, 1, 0, 2], np.int32), 3)
-        >>> sub = idx.subset([2])
-        >>> sub.of(0, 2).tolist(), sub.of(0, 0).tolist()
-        ([0, 2], [])
-        """
-        rows = np.unique(np.asarray(list(rows), dtype=np.int64))
-        lengths = self.ptr[rows + 1] - self.ptr[rows]
-        counts = np.zeros(len(self.ptr) - 1, dtype=np.int64)
-        counts[rows] = lengths
-        ptr = np.zeros(len(self.ptr), dtype=np.int64)
-        np.cumsum(counts, out=ptr[1:])
-        source = np.arange(ptr[-1], dtype=np.int64) + np.repeat(self.ptr[rows] - ptr[rows], lengths)
-        return ChunkIndex(ptr, self.hit[source], self.n_x)
-
 
 def chunk_edges(grid: GridSpec, chunk: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(left, right, top, bottom)`` of every chunk column and row, as :meth:`GridSpec.window` computes them."""

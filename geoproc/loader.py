@@ -281,17 +281,14 @@ class _ChunkTasks(BlockwiseDep):
     def __dask_tokenize__(self) -> str:
         return self._token
 
-    def restricted(self, blocks) -> _ChunkTasks:
-        """The same tasks for ``blocks`` only (``(it, iy, ix)``; None: all): the chunk index keeps just their
-        rows and the asset table (a graph key of its own) is left out, so a compact graph's recipe
-        (:mod:`geoproc.io._compact`) stays the size of its tile."""
+    def without_data(self) -> _ChunkTasks:
+        """The same tasks without the band's table of assets (a graph key of its own, which the read tasks
+        take as an argument): what a compact graph's recipe (:mod:`geoproc.io._compact`) sends."""
         import copy
         import dataclasses
 
         out = copy.copy(self)
-        band = self.band
-        index = band.index if blocks is None else band.index.subset({iy * band.index.n_x + ix for _, iy, ix in blocks})
-        out.band = dataclasses.replace(band, table=(), footprints=band.footprints[:0], index=index)
+        out.band = dataclasses.replace(self.band, table=(), footprints=self.band.footprints[:0])
         return out
 
 

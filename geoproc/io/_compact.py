@@ -11,19 +11,22 @@ sends instead:
 - per region, one task that names its key (:func:`run_region`): the worker takes the region's own tasks
   out of the recipe (a blockwise layer makes one block on demand) and runs them.
 
-This is only right where regions share no work: a task needed by two regions would be run twice.
-:func:`compact_graph` checks that on a sample of regions (neighbours along every axis, and the other
-variables at the same block) and returns None otherwise, so the caller builds the usual fused graph.
+This is only right where regions share no work: a task needed by two regions would be run twice (a
+mask read by two variables, a halo, a reduction over the whole scene). :func:`shares_work` looks for
+such tasks among a sample of regions that the caller draws from the whole result
+(:meth:`geoproc.io._regions.Write.shares_work`: spread positions, their neighbours, every variable
+there), and the caller builds dask's fused graph where it finds one.
 """
 
 from __future__ import annotations
 
+import numbers
 import uuid
 from collections.abc import Iterable, Sequence
 
 from dask.blockwise import BlockwiseDep
 
-__all__ = ["Recipe", "compact_graph", "run_region"]
+__all__ = ["Recipe", "compact_graph", "run_region", "shares_work"]
 
 #: Most pieces of literal data (tables of assets, arrays) a compact graph passes to every region's task
 MAX_SHARED = 64
@@ -61,7 +64,7 @@ class _Subset(BlockwiseDep):
         self.numblocks = dep.numblocks
         self.produces_tasks = dep.produces_tasks
         self._keys = dep.produces_keys
-        self.values = {b: dep[b] for b in blocks}
+        self.values = {b: dep.get(b, b) for b in blocks}  # as dask asks for them
 
     @property
     def produces_keys(self) -> bool:
@@ -76,20 +79,26 @@ class _Subset(BlockwiseDep):
 
 def _restricted(layer):
     """A culled blockwise layer whose inputs made of values (not tasks) keep only the blocks it uses: a
-    continental load's chunk index, or ``map_blocks``' ``block_info`` of every block, would otherwise
-    travel whole with every tile. Inputs that can restrict themselves (``restricted(blocks)``; ``blocks``
-    None where the layer is not culled) do."""
+    continental load's chunk index, or ``map_blocks``' ``block_info`` of every block, would otherwise travel
+    whole with every tile. An uncut layer keeps its inputs, less what they offer to drop (``without_data()``:
+    a load's table of assets, which is a graph key of its own)."""
     from dask.blockwise import Blockwise
 
     if not layer.io_deps:
         return layer
     deps = dict(layer.io_deps)
+    needed: dict = {}
     for arg, ind in layer.indices:
-        dep = deps.get(arg) if ind is not None and isinstance(arg, str) else None
-        if dep is None or not (layer.output_blocks or hasattr(dep, "restricted")):
-            continue
-        blocks = _dep_blocks(layer, arg, ind) if layer.output_blocks else None  # None: all of them
-        deps[arg] = dep.restricted(blocks) if hasattr(dep, "restricted") else _Subset(dep, blocks)
+        if ind is not None and isinstance(arg, str) and arg in deps:
+            blocks = needed.setdefault(arg, set())
+            if layer.output_blocks:
+                blocks |= _dep_blocks(layer, arg, ind)
+    for arg, blocks in needed.items():
+        dep = deps[arg]
+        if layer.output_blocks:
+            deps[arg] = _Subset(dep, blocks)
+        elif hasattr(dep, "without_data"):
+            deps[arg] = dep.without_data()
     return Blockwise(layer.output, layer.output_indices, layer.task, layer.indices, layer.numblocks,
                      concatenate=layer.concatenate, new_axes=layer.new_axes, output_blocks=layer.output_blocks,
                      annotations=layer.annotations, io_deps=deps)
@@ -111,7 +120,8 @@ class _Keys:
             layer = self.recipe.blockwise[key[0]]
             idx = key[1:]
             dims = [layer.dims[i] for i in layer.output_indices]
-            return len(idx) == len(dims) and all(type(i) is int and 0 <= i < n for i, n in zip(idx, dims))
+            return len(idx) == len(dims) and all(isinstance(i, numbers.Integral) and 0 <= i < n
+                                                 for i, n in zip(idx, dims))
         return False
 
 
@@ -166,7 +176,15 @@ def run_region(recipe: Recipe, key, names: Sequence, *values):
 
     Each intermediate result is dropped as soon as its last user has run, as the scheduler would.
     """
-    dsk = recipe.tasks_of(key, names)
+    try:
+        dsk = recipe.tasks_of(key, names)
+    except Exception as exc:
+        from ..errors import GeoprocError
+
+        raise GeoprocError(
+            f"cannot make the tasks of region {key!r} from its compact graph ({type(exc).__name__}: {exc}); "
+            "a tiled run retries the tile with dask's fused graph, and Write.compact = False always uses it"
+        ) from None
     order: list = []
     seen: set = set()
     stack: list = [(key, False)]
@@ -195,27 +213,40 @@ def run_region(recipe: Recipe, key, names: Sequence, *values):
     return results[key]
 
 
-def _probes(keys: Sequence, limit: int = 6) -> list:
-    """A sample of ``keys``: a few spread over them, each with its neighbours along every axis and the keys of
-    other layers at the same block, where those are among ``keys``."""
-    present = set(keys)
-    names = sorted({k[0] for k in keys}, key=str)
-    picks = [keys[i] for i in sorted({round(j * (len(keys) - 1) / max(limit - 1, 1)) for j in range(limit)})]
-    out: list = []
-    for k in picks:
-        idx = k[1:]
-        around = [(name, *idx) for name in names]
-        for axis in range(len(idx)):
-            for step in (-1, 1):
-                moved = list(idx)
-                moved[axis] += step
-                around.append((k[0], *moved))
-        out.extend(a for a in around if a in present and a not in out)
-    return out
+def _data(graph) -> dict:
+    """The literal data of ``graph`` (layers made of :class:`dask._task_spec.DataNode` alone), by key."""
+    return {k: v for layer in graph.layers.values() if _is_data(layer) for k, v in layer.mapping.items()}
+
+
+def _recipe(graph) -> Recipe:
+    return Recipe({n: layer for n, layer in graph.layers.items() if not _is_data(layer)})
+
+
+def shares_work(graph, probes: Sequence) -> bool:
+    """Whether two of the regions ``probes`` need a same task (other than literal data) in ``graph``.
+
+    ``graph`` is a blockwise-optimised :class:`dask.highlevelgraph.HighLevelGraph` culled to at least
+    ``probes``. A graph whose layers this cannot take apart counts as sharing (the fused graph is then used).
+    """
+    data = _data(graph)
+    if len(data) > MAX_SHARED:
+        return True
+    seen: dict = {}
+    try:
+        recipe = _recipe(graph)
+        for probe in probes:
+            for k in recipe.tasks_of(probe, data):
+                if seen.setdefault(k, probe) != probe:
+                    return True
+    except Exception:  # a layer this does not know how to take apart
+        return True
+    return False
 
 
 def compact_graph(graph, keys: Sequence, name: str) -> dict | None:
-    """One task per key of ``keys`` over a :class:`Recipe` of ``graph``; None where regions share work.
+    """One task per key of ``keys`` over a :class:`Recipe` of ``graph``; None where it cannot be built.
+
+    The caller has found that the regions share no work (:func:`shares_work`).
 
     Parameters
     ----------
@@ -229,30 +260,25 @@ def compact_graph(graph, keys: Sequence, name: str) -> dict | None:
     Returns
     -------
     dict or None
-        A low-level graph: the literal data of ``graph`` (as its own :class:`dask._task_spec.DataNode`),
-        the recipe (a ``DataNode`` under ``<name>-recipe-<uuid>``) and a task per region.
+        A low-level graph: the literal data of ``graph`` (each its own :class:`dask._task_spec.DataNode`),
+        the recipe (a ``DataNode`` under ``<name>-recipe-<uuid>``) and a task per region, which depends on
+        the recipe and on all the data (which of it a region reads is only known once its tasks are made;
+        each worker fetches a piece of data once).
     """
     from dask._task_spec import DataNode, Task, TaskRef
 
     if not keys:
         return None
-    data = {k: v for layer in graph.layers.values() if _is_data(layer) for k, v in layer.mapping.items()}
-    recipe = Recipe({n: layer for n, layer in graph.layers.items() if not _is_data(layer)})
-    seen: dict = {}
+    data = _data(graph)
     try:
-        for probe in _probes(list(keys)):
-            for k, node in recipe.tasks_of(probe, data).items():
-                if seen.setdefault(k, probe) != probe:
-                    return None  # two regions need the same task
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None  # a layer this does not know how to take apart: the usual graph
-    if len(data) > MAX_SHARED:
+        recipe = _recipe(graph)
+    except Exception:
         return None
-    names = tuple(sorted(data, key=str))  # all of them: a region the sample missed may need another
-    rkey = f"{name}-recipe-{uuid.uuid4().hex}"
-    dsk: dict = {k: data[k] for k in names}
-    dsk[rkey] = DataNode(rkey, recipe)
+    names = tuple(sorted(data, key=str))
     refs = [TaskRef(k) for k in names]
+    rkey = f"{name}-recipe-{uuid.uuid4().hex}"
+    dsk: dict = dict(data)
+    dsk[rkey] = DataNode(rkey, recipe)
     recipe_ref = TaskRef(rkey)
     for key in keys:
         dsk[key] = Task(key, run_region, recipe_ref, key, names, *refs)

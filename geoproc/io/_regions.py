@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
+import itertools
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -24,7 +25,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import OutputError
-from ._compact import compact_graph
+from ._compact import compact_graph, shares_work
 from ._overviews import pyramid
 from ._target import _reason, _Target
 from .storage import Location, S3Options, object_store, zarr_store
@@ -270,6 +271,7 @@ class Write:
     collection: dict | None = None
     compact: bool = True
     _arrays: dict[str, da.Array] = field(default_factory=dict, repr=False)
+    _shares: bool | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name, var in self.ds.data_vars.items():
@@ -311,20 +313,21 @@ class Write:
         """The dask key of the task that writes ``block``."""
         return (self.layer(block.variable), *block.index)
 
-    def graph(self, blocks: Sequence[Block]) -> dict:
+    def graph(self, blocks: Sequence[Block], compact: bool | None = None) -> dict:
         """The low-level graph that writes ``blocks`` and nothing else.
 
         Blockwise steps are fused into the write (a region's reads, masks and reductions run in its
         write task) and the graph is culled to the blocks' keys: its size grows with the blocks, not
-        with the whole result. Where regions share no work (the usual case), the graph is compact
-        (:mod:`geoproc.io._compact`): one small task per region and the graph's layers sent once,
-        each region's tasks made on the worker; otherwise the tasks are fused by dask's rules.
+        with the whole result. Where regions share no work (:meth:`shares_work`; the usual case), the
+        graph is compact (:mod:`geoproc.io._compact`): one small task per region and the graph's layers
+        sent once, each region's tasks made on the worker; otherwise dask fuses the tasks by its rules.
+        ``compact``: False builds dask's fused graph whatever :attr:`compact` says.
         """
         from dask._task_spec import Alias
 
         keys = [self.key(b) for b in blocks]
         hlg = self._culled(keys)
-        if self.compact:
+        if (self.compact if compact is None else compact) and not self.shares_work():
             dsk = compact_graph(hlg, keys, f"geoproc-{self.token}")
             if dsk is not None:
                 return dsk
@@ -338,6 +341,44 @@ class Write:
                 fused.key = key
                 dsk[key] = fused
         return dsk
+
+    def shares_work(self) -> bool:
+        """Whether two regions of the result need a same task (decided once, on a sample of regions).
+
+        The sample: a few chunk positions spread over the result, each with its neighbours along y and x,
+        and at each of those positions every variable's regions (the first, second, middle and last
+        along other axes, such as time chunks). A mask read by two variables, a halo and a reduction over
+        the whole scene all show as tasks that two of these regions need.
+        """
+        if self._shares is None:
+            probes = self._probes()
+            self._shares = probes is None or shares_work(self._culled(probes), probes)
+        return self._shares
+
+    def _probes(self, spread: int = 4) -> list | None:
+        """Keys of the sample of :meth:`shares_work`; None where a variable has no y and x."""
+        axes, blocks = {}, {}
+        for name, var in self.ds.data_vars.items():
+            if "y" not in var.dims or "x" not in var.dims:
+                return None
+            axes[name] = (var.dims.index("y"), var.dims.index("x"))
+            blocks[name] = var.data.numblocks
+        first = next(iter(blocks))
+        ny, nx = blocks[first][axes[first][0]], blocks[first][axes[first][1]]
+        centres = {(round(i * (ny - 1) / max(spread - 1, 1)), round(i * (nx - 1) / max(spread - 1, 1)))
+                   for i in range(spread)} | {(0, nx - 1), (ny - 1, 0)}
+        positions = {(y + dy, x + dx) for y, x in centres for dy, dx in ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1))}
+        out = []
+        for name, numblocks in blocks.items():
+            ay, ax = axes[name]
+            others = [sorted({0, min(1, n - 1), n // 2, n - 1}) if i not in (ay, ax) else None
+                      for i, n in enumerate(numblocks)]
+            for y, x in positions:
+                if not (0 <= y < numblocks[ay] and 0 <= x < numblocks[ax]):
+                    continue
+                grid = [[y] if i == ay else [x] if i == ax else others[i] for i in range(len(numblocks))]
+                out.extend((self.layer(name), *idx) for idx in itertools.product(*grid))
+        return out
 
     def _culled(self, keys: list):
         """The high-level graph of the writes ``keys``, blockwise-fused and culled to them."""

@@ -335,7 +335,7 @@ def _tiling(w: Write, tile, max_tasks: int) -> tuple[int, int, dict[tuple[int, i
         # the tasks of one chunk position, measured on the first 2 x 2 (a compact graph has one per region;
         # where neighbours share work, the fused graph has several), so that a tile fits a quarter of the budget
         first = _blocks_at(w, axes, 2, 2)
-        positions = len({(b.index[axes[b.variable][0]], b.index[axes[b.variable][1]]) for b in first})
+        positions = max(1, len({(b.index[axes[b.variable][0]], b.index[axes[b.variable][1]]) for b in first}))
         dsk = w.graph(first)
         literal = sum(1 for node in dsk.values() if isinstance(node, DataNode))  # tables, a recipe: once a tile
         per_position = max(1, math.ceil((len(dsk) - literal) / positions))
@@ -390,7 +390,9 @@ class _Runner:
 
     def graph(self, t: _Tile) -> dict:
         began = time.perf_counter()
-        dsk = _watch.guard(self.w.graph(t.blocks), [(self.w.key(b), b) for b in t.blocks], self.w)
+        # a tile tried before gets dask's fused graph: a failure of the compact one is not met twice
+        dsk = self.w.graph(t.blocks, compact=False) if t.attempts else self.w.graph(t.blocks)
+        dsk = _watch.guard(dsk, [(self.w.key(b), b) for b in t.blocks], self.w)
         self.run.graph_seconds += time.perf_counter() - began
         t.tasks = len(dsk)
         return dsk
