@@ -32,11 +32,18 @@ __all__ = ["Recipe", "compact_graph", "run_region", "shares_work"]
 MAX_SHARED = 64
 
 
-def _is_data(layer) -> bool:
+def _literal(value) -> bool:
+    """A graph value that is data, not a task: a DataNode, or an array, number or string put in as it is."""
+    import numpy as np
     from dask._task_spec import DataNode
+
+    return isinstance(value, DataNode | np.ndarray | numbers.Number | str | bytes)
+
+
+def _is_data(layer) -> bool:
     from dask.highlevelgraph import MaterializedLayer
 
-    return isinstance(layer, MaterializedLayer) and all(isinstance(v, DataNode) for v in layer.mapping.values())
+    return isinstance(layer, MaterializedLayer) and all(_literal(v) for v in layer.mapping.values())
 
 
 def _dep_blocks(layer, arg, ind) -> set:
@@ -215,7 +222,10 @@ def run_region(recipe: Recipe, key, names: Sequence, *values):
 
 def _data(graph) -> dict:
     """The literal data of ``graph`` (layers made of :class:`dask._task_spec.DataNode` alone), by key."""
-    return {k: v for layer in graph.layers.values() if _is_data(layer) for k, v in layer.mapping.items()}
+    from dask._task_spec import DataNode
+
+    return {k: v if isinstance(v, DataNode) else DataNode(k, v)
+            for layer in graph.layers.values() if _is_data(layer) for k, v in layer.mapping.items()}
 
 
 def _recipe(graph) -> Recipe:
