@@ -27,27 +27,27 @@ with the ``--resume`` hint.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 import time
 import uuid
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import xarray as xr
 from dask._task_spec import DataNode
 
-from ..errors import GeoprocError, GeoprocWarning, InvalidArgumentError, OutputError
+from ..errors import GeoprocError, InvalidArgumentError, OutputError
 from ..io._compact import Recipe
 from ..io._regions import Block, Write
 from ..io.zarr import begin_write
 from . import watch as _watch
+from ._records import _forget_all_failures, _forget_failure, _record_failure, recorded_failures
+from ._tiling import _extent, _spatial_chunk, _tiling
 
-__all__ = ["write_tiled", "run_tiles", "TiledRun", "TileFailure", "DEFAULT_MAX_TASKS", "ON_FAILURE"]
+__all__ = ["write_tiled", "run_tiles", "TiledRun", "TileFailure", "recorded_failures", "DEFAULT_MAX_TASKS", "ON_FAILURE"]
 
 #: Tasks the client keeps submitted at once, by default: well within what a scheduler handles with
 #: ease (about 1 GiB per 100,000 tasks), and enough to keep hundreds of workers busy.
@@ -304,72 +304,6 @@ def _client(client):
         return None
 
 
-def _spatial_axes(w: Write, name: str) -> tuple[int, int]:
-    dims = w.ds[name].dims
-    if "y" not in dims or "x" not in dims:
-        raise InvalidArgumentError(f"variable {name!r} has dims {dims}: tiles cut along 'y' and 'x', which it lacks")
-    return dims.index("y"), dims.index("x")
-
-
-def _spatial_chunk(w: Write) -> tuple[int, int]:
-    name = next(iter(w.ds.data_vars))
-    ay, ax = _spatial_axes(w, name)
-    chunks = w.ds[name].data.chunks
-    return chunks[ay][0], chunks[ax][0]
-
-
-def _tiling(w: Write, tile, max_tasks: int) -> tuple[int, int, dict[tuple[int, int], list[Block]]]:
-    """Tile size in chunks, and the blocks of every tile (row-major)."""
-    axes = {name: _spatial_axes(w, name) for name in w.ds.data_vars}  # once: each look-up builds a DataArray
-    reference = None
-    for name, var in w.ds.data_vars.items():
-        ay, ax = axes[name]
-        spatial = (var.data.chunks[ay], var.data.chunks[ax])
-        if reference is not None and spatial != reference:
-            raise InvalidArgumentError(
-                f"variable {name!r} is chunked otherwise along y and x than the others; tiles need one spatial "
-                "chunking: rechunk the result first"
-            )
-        reference = spatial
-    if tile is None:
-        # the tasks of one chunk position, measured on the first 2 x 2 (a compact graph has one per region;
-        # where neighbours share work, the fused graph has several), so that a tile fits a quarter of the budget
-        first = _blocks_at(w, axes, 2, 2)
-        positions = max(1, len({(b.index[axes[b.variable][0]], b.index[axes[b.variable][1]]) for b in first}))
-        dsk = w.graph(first)
-        literal = sum(1 for node in dsk.values() if isinstance(node, DataNode))  # tables, a recipe: once a tile
-        per_position = max(1, math.ceil((len(dsk) - literal) / positions))
-        side = max(1, math.isqrt(max(1, max_tasks // 4 - literal) // per_position))
-        ty = tx = side
-    elif isinstance(tile, int) and not isinstance(tile, bool):
-        ty = tx = tile
-    else:
-        ty, tx = (int(v) for v in tile)
-    if ty < 1 or tx < 1:
-        raise InvalidArgumentError(f"tile must be a number of chunks >= 1 along y and x, got {tile!r}")
-    tiles: dict[tuple[int, int], list[Block]] = {}
-    for b in w.blocks():
-        ay, ax = axes[b.variable]
-        tiles.setdefault((b.index[ay] // ty, b.index[ax] // tx), []).append(b)
-    return ty, tx, dict(sorted(tiles.items()))
-
-
-def _blocks_at(w: Write, axes: dict, ny: int, nx: int) -> list[Block]:
-    """The regions of the first ``ny`` x ``nx`` chunk positions, all variables and other axes."""
-    out = []
-    for b in w.blocks():
-        ay, ax = axes[b.variable]
-        if b.index[ay] < ny and b.index[ax] < nx:
-            out.append(b)
-    return out
-
-
-def _extent(tiles) -> str:
-    rows = 1 + max(p[0] for p in tiles)
-    cols = 1 + max(p[1] for p in tiles)
-    return f"{rows} x {cols} tiles"
-
-
 def _all_written(w: Write) -> bool:
     done = w.target.done_regions()
     return all(b.key in done for b in w.blocks())
@@ -583,61 +517,6 @@ def _memory_limit(client) -> int | None:
 def _short(exc: BaseException | None) -> str:
     text = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:400]
-
-
-def _failure_name(pos: tuple[int, int]) -> str:
-    return f"failed/{pos[0]}_{pos[1]}.json"
-
-
-def _record_failure(w: Write, failure: TileFailure) -> None:
-    import obstore
-
-    body = json.dumps({**failure.__dict__, "write": w.write, "tile": list(failure.tile)}).encode()
-    try:
-        obstore.put(w.target.manifest_store(), _failure_name(failure.tile), body)
-    except Exception:  # the report still names the tile
-        pass
-
-
-def _forget_failure(w: Write, pos: tuple[int, int]) -> None:
-    import obstore
-
-    if w.target.loc.is_local and not os.path.exists(os.path.join(w.target.manifest_loc.path, _failure_name(pos))):
-        return
-    try:
-        obstore.delete(w.target.manifest_store(), _failure_name(pos))
-    except Exception:
-        pass
-
-
-def _forget_all_failures(w: Write) -> None:
-    import obstore
-
-    if w.target.loc.is_local and not os.path.isdir(os.path.join(w.target.manifest_loc.path, "failed")):
-        return
-    store = w.target.manifest_store()
-    try:
-        for page in obstore.list(store, "failed/"):
-            obstore.delete(store, [entry["path"] for entry in page])
-    except Exception as exc:
-        warnings.warn(f"could not remove the old failure records beside {w.target.url}: {exc}", GeoprocWarning,
-                      stacklevel=3)
-
-
-def recorded_failures(url: str | os.PathLike, storage_options: Mapping[str, Any] | None = None) -> list[dict]:
-    """The tiles recorded as failed beside a store (by :func:`write_tiled`), each with its error."""
-    import obstore
-
-    from ..io._target import _Target
-
-    target = _Target(url, storage_options)
-    if target.loc.is_local and not os.path.isdir(os.path.join(target.manifest_loc.path, "failed")):
-        return []
-    out = []
-    for page in obstore.list(target.manifest_store(), "failed/"):
-        for entry in page:
-            out.append(json.loads(bytes(obstore.get(target.manifest_store(), entry["path"]).bytes())))
-    return sorted(out, key=lambda f: tuple(f["tile"]))
 
 
 class _Progress:
