@@ -149,11 +149,15 @@ class Run:
         return self.outcome
 
 
-def _no_region_twice(url) -> list[dict]:
+def _no_region_twice(url, killed: int = 0) -> list[dict]:
+    """No region computed twice; every region's write logged, but for at most one per SIGKILLed worker thread: a
+    region's record goes to the log just after its marker, so a kill between the two leaves the region written
+    (and never computed again) and the log short of it."""
     log = run_log(url)
     assert recomputed(log) == 0, [r for r in log if r["status"] == "written"]
     written = {r["region"] for r in log if r["status"] == "written"}
-    assert len(written) == output_status(url)["regions_total"]
+    total = output_status(url)["regions_total"]
+    assert total - killed <= len(written) <= total, (len(written), total, killed)
     return log
 
 
@@ -164,7 +168,7 @@ def test_one_worker_killed_then_all_killed_and_replaced(cluster, archive, refere
     cluster.kill_workers(1)
     assert run.result().complete
     same_bytes(tmp_path / "one.zarr", reference)
-    log = _no_region_twice(tmp_path / "one.zarr")
+    log = _no_region_twice(tmp_path / "one.zarr", killed=1)
     # the work was spread over the cluster (under load a worker may not have finished a region before the kill)
     assert len({r["worker"] for r in log}) >= 2
 
@@ -176,7 +180,7 @@ def test_one_worker_killed_then_all_killed_and_replaced(cluster, archive, refere
     cluster.start_workers(3)
     assert run.result().complete
     same_bytes(tmp_path / "all.zarr", reference)
-    _no_region_twice(tmp_path / "all.zarr")
+    _no_region_twice(tmp_path / "all.zarr", killed=3)
 
 
 def test_workers_that_never_come_back_then_resume(cluster, archive, reference, tmp_path):
@@ -192,7 +196,7 @@ def test_workers_that_never_come_back_then_resume(cluster, archive, reference, t
     cluster.start_workers(3)
     assert Run(archive.catalog, cluster.address, url, mode="resume").result().complete
     same_bytes(url, reference)
-    _no_region_twice(url)
+    _no_region_twice(url, killed=3)
 
 
 def test_scheduler_killed_then_resume(cluster, archive, reference, tmp_path):
@@ -210,7 +214,7 @@ def test_scheduler_killed_then_resume(cluster, archive, reference, tmp_path):
     cluster.start_workers(3)
     assert Run(archive.catalog, cluster.address, url, mode="resume").result().complete
     same_bytes(url, reference)
-    _no_region_twice(url)
+    _no_region_twice(url, killed=3)
 
 
 def test_the_cli_says_when_no_worker_is_there_and_stops_with_the_resume_hint(cluster, archive, tmp_path, capsys):
