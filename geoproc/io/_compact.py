@@ -181,7 +181,7 @@ class Recipe:
 def run_region(recipe: Recipe, key, names: Sequence, *values):
     """Make the tasks of ``key`` from ``recipe`` and run them (``names``: the shared keys, given as ``values``).
 
-    Each intermediate result is dropped as soon as its last user has run, as the scheduler would.
+    Dask's synchronous scheduler runs them, dropping each intermediate result once its last user has run.
     """
     try:
         dsk = recipe.tasks_of(key, names)
@@ -192,32 +192,11 @@ def run_region(recipe: Recipe, key, names: Sequence, *values):
             f"cannot make the tasks of region {key!r} from its compact graph ({type(exc).__name__}: {exc}); "
             "a tiled run retries the tile with dask's fused graph, and Write.compact = False always uses it"
         ) from None
-    order: list = []
-    seen: set = set()
-    stack: list = [(key, False)]
-    while stack:  # depth-first post-order: each task after its dependencies
-        k, ready = stack.pop()
-        if ready:
-            order.append(k)
-            continue
-        if k in seen or k not in dsk:
-            continue
-        seen.add(k)
-        stack.append((k, True))
-        stack.extend((d, False) for d in dsk[k].dependencies if d not in seen)
-    users: dict = {}
-    for k in order:
-        for d in dsk[k].dependencies:
-            users[d] = users.get(d, 0) + 1
-    results = dict(zip(names, values))
-    for k in order:
-        node = dsk[k]
-        results[k] = node({d: results[d] for d in node.dependencies})
-        for d in node.dependencies:
-            users[d] -= 1
-            if users[d] == 0 and d in dsk:
-                del results[d]
-    return results[key]
+    from dask._task_spec import DataNode
+    from dask.local import get_sync
+
+    dsk.update((name, DataNode(name, value)) for name, value in zip(names, values))
+    return get_sync(dsk, key)
 
 
 def _data(graph) -> dict:
