@@ -47,6 +47,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -131,39 +132,60 @@ def fmt(s: dict) -> list[str]:
     return [f"{s['n']:,}", f"{s['ref_share']:.1%}"] + [f"{s[k]:.3f}" for k in ("oa", "f1", "precision", "recall")]
 
 
-def landsat_rows() -> list[list]:
+@dataclass
+class LandsatScene:
+    """One of ``../shared/data``'s Landsat 8 C2 L2 scenes: its bands (SR, and ST B10 as ``lwir11`` where present),
+    QA_PIXEL's cloud (bits 1 or 3) and shadow (bit 4), and what is left out of scores (fill, bit 0)."""
+
+    sid: str
+    meta: dict
+    ds: xr.Dataset
+    res: float
+    fill: np.ndarray
+    cloud: np.ndarray
+    shadow: np.ndarray
+
+
+def landsat_scenes():
+    """The Landsat 8 scenes, one :class:`LandsatScene` at a time."""
     import rasterio
 
-    from geoproc.spectral_mask import spectral_classes
-
-    rows = []
     for folder in sorted(glob.glob(os.path.join(DATA, "stactools-landsat", "LC08_*"))):
         sid = os.path.basename(folder)
         meta = json.load(open(os.path.join(folder, f"{sid}_MTL.json")))["LANDSAT_METADATA_FILE"]["IMAGE_ATTRIBUTES"]
-        bands = {}
-        for common, b in (("blue", 2), ("green", 3), ("red", 4), ("nir", 5), ("swir16", 6), ("swir22", 7)):
-            with rasterio.open(os.path.join(folder, f"{sid}_SR_B{b}.TIF")) as src:
-                bands[common] = src.read(1)
+        files = {common: (f"SR_B{b}", {"scale": 2.75e-5, "offset": -0.2, "nodata": 0})
+                 for common, b in (("blue", 2), ("green", 3), ("red", 4), ("nir", 5), ("swir16", 6), ("swir22", 7))}
+        if os.path.exists(os.path.join(folder, f"{sid}_ST_B10.TIF")):
+            files["lwir11"] = ("ST_B10", {"scale": 0.00341802, "offset": 149.0, "nodata": 0})
+        variables = {}
+        for common, (name, attrs) in files.items():
+            with rasterio.open(os.path.join(folder, f"{sid}_{name}.TIF")) as src:
+                variables[common] = (("y", "x"), src.read(1), attrs)
                 t = src.transform
         with rasterio.open(os.path.join(folder, f"{sid}_QA_PIXEL.TIF")) as src:
             qa = src.read(1)
         h, w = qa.shape
         coords = {"y": t.f + (np.arange(h) + 0.5) * t.e, "x": t.c + (np.arange(w) + 0.5) * t.a}
-        attrs = {"scale": 2.75e-5, "offset": -0.2, "nodata": 0}
-        ds = xr.Dataset({k: (("y", "x"), v, attrs) for k, v in bands.items()}, coords=coords)
-        res = float(np.sqrt(abs(t.a * t.e)))
+        yield LandsatScene(sid, meta, xr.Dataset(variables, coords=coords), float(np.sqrt(abs(t.a * t.e))),
+                           (qa & 1) != 0, ((qa >> 1) & 1 | (qa >> 3) & 1).astype(bool), ((qa >> 4) & 1).astype(bool))
+
+
+def landsat_rows() -> list[list]:
+    from geoproc.spectral_mask import spectral_classes
+
+    rows = []
+    for scene in landsat_scenes():
+        sr = scene.ds[["blue", "green", "red", "nir", "swir16", "swir22"]]
         classes = spectral_classes(
-            ds, sun_azimuth=float(meta["SUN_AZIMUTH"]), sun_elevation=float(meta["SUN_ELEVATION"]),
-            background_radius=10 * res,
+            sr, sun_azimuth=float(scene.meta["SUN_AZIMUTH"]), sun_elevation=float(scene.meta["SUN_ELEVATION"]),
+            background_radius=10 * scene.res,
         ).values
-        keep = ((qa & 1) == 0) & (classes != 255)
-        cloud_ref = ((qa >> 1) & 1 | (qa >> 3) & 1).astype(bool)
-        shadow_ref = ((qa >> 4) & 1).astype(bool)
-        s = scores((classes == 4)[keep], cloud_ref[keep])
-        rows.append(["spectral vs QA_PIXEL", f"{sid[:25]}, cloud", *fmt(s), "-"])
-        if shadow_ref[keep].any():
-            s = scores((classes == 2)[keep], shadow_ref[keep])
-            rows.append(["spectral vs QA_PIXEL", f"{sid[:25]}, shadow", *fmt(s), "-"])
+        keep = ~scene.fill & (classes != 255)
+        s = scores((classes == 4)[keep], scene.cloud[keep])
+        rows.append(["spectral vs QA_PIXEL", f"{scene.sid[:25]}, cloud", *fmt(s), "-"])
+        if scene.shadow[keep].any():
+            s = scores((classes == 2)[keep], scene.shadow[keep])
+            rows.append(["spectral vs QA_PIXEL", f"{scene.sid[:25]}, shadow", *fmt(s), "-"])
     return rows
 
 

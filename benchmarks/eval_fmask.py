@@ -41,7 +41,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import os
@@ -51,11 +50,10 @@ import time
 from functools import partial
 
 import numpy as np
-import xarray as xr
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import markdown_table, today, update_results, versions  # noqa: E402
-from eval_cloud_masks import DATA, RESULTS, _cube, fmt, scores  # noqa: E402
+from eval_cloud_masks import DATA, RESULTS, _cube, fmt, landsat_scenes, scores  # noqa: E402
 
 SECTION = "Cloud masks: Fmask 4 per sensor"
 S2_ALL = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08", "swir16": "B11", "swir22": "B12",
@@ -101,47 +99,27 @@ def sentinel2_rows(summary: dict) -> list[list]:
 
 
 def landsat_rows(summary: dict) -> list[list]:
-    import rasterio
-
     from geoproc import fmask_classes
 
     rows = []
-    for folder in sorted(glob.glob(os.path.join(DATA, "stactools-landsat", "LC08_*"))):
-        sid = os.path.basename(folder)
-        meta = json.load(open(os.path.join(folder, f"{sid}_MTL.json")))["LANDSAT_METADATA_FILE"]["IMAGE_ATTRIBUTES"]
-        variables = {}
-        for common, b in (("blue", 2), ("green", 3), ("red", 4), ("nir", 5), ("swir16", 6), ("swir22", 7)):
-            with rasterio.open(os.path.join(folder, f"{sid}_SR_B{b}.TIF")) as src:
-                variables[common] = (src.read(1), {"scale": 2.75e-5, "offset": -0.2, "nodata": 0})
-                t = src.transform
-        st = os.path.join(folder, f"{sid}_ST_B10.TIF")
-        if os.path.exists(st):
-            with rasterio.open(st) as src:
-                variables["lwir11"] = (src.read(1), {"scale": 0.00341802, "offset": 149.0, "nodata": 0})
-        with rasterio.open(os.path.join(folder, f"{sid}_QA_PIXEL.TIF")) as src:
-            qa = src.read(1)
-        h, w = qa.shape
-        coords = {"y": t.f + (np.arange(h) + 0.5) * t.e, "x": t.c + (np.arange(w) + 0.5) * t.a}
-        res = float(np.sqrt(abs(t.a * t.e)))
-        cloud_ref = ((qa >> 1) & 1 | (qa >> 3) & 1).astype(bool)
-        shadow_ref = ((qa >> 4) & 1).astype(bool)
-        sun = {"sun_azimuth": float(meta["SUN_AZIMUTH"]), "sun_elevation": float(meta["SUN_ELEVATION"]),
-               "background_radius": 10 * res, "sensor": "landsat-8"}
+    for scene in landsat_scenes():
+        sid = scene.sid
+        sun = {"sun_azimuth": float(scene.meta["SUN_AZIMUTH"]), "sun_elevation": float(scene.meta["SUN_ELEVATION"]),
+               "background_radius": 10 * scene.res, "sensor": "landsat-8"}
         modes = [("six bands", SIX, sun), ("four bands", FOUR, sun),
                  ("six bands, min_clear_pixels=0", SIX, {**sun, **STATS}),
                  # as the held-back scenes are scored: 512 x 512 px, six bands, no thermal, no sun angles, defaults
                  ("six bands, defaults, no sun angles", SIX, {})]
-        if "lwir11" in variables:
+        if "lwir11" in scene.ds:
             modes.insert(0, ("six bands + thermal", SIX + ("lwir11",), sun))
         for label, keys, kw in modes:
-            ds = xr.Dataset({k: (("y", "x"), *variables[k]) for k in keys}, coords=coords)
-            classes = fmask_classes(ds, **kw).values
-            keep = ((qa & 1) == 0) & (classes != 255)
-            s = scores((classes == 4)[keep], cloud_ref[keep])
+            classes = fmask_classes(scene.ds[list(keys)], **kw).values
+            keep = ~scene.fill & (classes != 255)
+            s = scores((classes == 4)[keep], scene.cloud[keep])
             summary[(sid[:25], label)] = s["f1"]
             rows.append(["L8 C2 L2 vs QA_PIXEL", f"{sid[:25]}, {label}, cloud", *fmt(s)])
-            if shadow_ref[keep].any() and "sun_azimuth" in kw:
-                s = scores((classes == 2)[keep], shadow_ref[keep])
+            if scene.shadow[keep].any() and "sun_azimuth" in kw:
+                s = scores((classes == 2)[keep], scene.shadow[keep])
                 summary[(sid[:25], label, "shadow")] = s["f1"]
                 rows.append(["L8 C2 L2 vs QA_PIXEL", f"{sid[:25]}, {label}, shadow", *fmt(s)])
     return rows
