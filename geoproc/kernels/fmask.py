@@ -508,32 +508,16 @@ def fmask_slice(flags, nir_q, s1_q, fill_min, shadow_on, dy, dx, dmin, dmax, min
     Buffers in pixels. Classes: 255 no data > 4 cloud > 2 shadow > 3 snow > 1 water > 0 clear.
     """
     h, w = flags.shape
-    valid = np.empty((h, w), dtype=np.bool_)
-    cloud = np.empty((h, w), dtype=np.bool_)
-    water = np.empty((h, w), dtype=np.bool_)
-    bg_ok = np.empty((h, w), dtype=np.bool_)
-    for y in range(h):
-        for x in range(w):
-            f = flags[y, x]
-            valid[y, x] = (f & NODATA) == 0
-            cloud[y, x] = (f & CLOUD) != 0
-            water[y, x] = (f & WATER) != 0
-            bg_ok[y, x] = valid[y, x] and (f & PCP) == 0
+    valid = (flags & NODATA) == 0
+    cloud = (flags & CLOUD) != 0
+    water = (flags & WATER) != 0
+    bg_ok = valid & ((flags & PCP) == 0)
     if fill_min > 0:
-        cloud = majority(cloud, fill_min)
-        for y in range(h):
-            for x in range(w):
-                cloud[y, x] = cloud[y, x] and valid[y, x]
+        cloud = majority(cloud, fill_min) & valid
     if erosion_radius >= 0:
-        urban = np.empty((h, w), dtype=np.bool_)
-        snow = np.empty((h, w), dtype=np.bool_)
-        confident = np.empty((h, w), dtype=np.bool_)
-        for y in range(h):
-            for x in range(w):
-                f = flags[y, x]
-                urban[y, x] = (f & FALSE_POSITIVE) != 0
-                snow[y, x] = (f & SNOW) != 0
-                confident[y, x] = (f & CONFIDENT) != 0
+        urban = (flags & FALSE_POSITIVE) != 0
+        snow = (flags & SNOW) != 0
+        confident = (flags & CONFIDENT) != 0
         pfpl = false_positive_layer(urban, snow, valid, urban_radius)
         # Q19: objects under 10,000 px need a confident (CDI) pixel; objects under 3 px go
         cloud = erode_commissions(cloud, pfpl, water, erosion_radius, confident, use_confident, 10000, 3)

@@ -373,20 +373,11 @@ def classify_slice(
     :data:`SHADOW` > :data:`CLASS_SNOW` > :data:`CLASS_WATER` > :data:`CLEAR`.
     """
     h, w = flags.shape
-    valid = np.empty((h, w), dtype=np.bool_)
-    cloud = np.empty((h, w), dtype=np.bool_)
-    water = np.empty((h, w), dtype=np.bool_)
-    for y in range(h):
-        for x in range(w):
-            f = flags[y, x]
-            valid[y, x] = (f & NODATA) == 0
-            cloud[y, x] = (f & PCP) != 0
-            water[y, x] = (f & WATER) != 0
+    valid = (flags & NODATA) == 0
+    cloud = (flags & PCP) != 0
+    water = (flags & WATER) != 0
     if fill_min > 0:
-        cloud = majority(cloud, fill_min)
-        for y in range(h):
-            for x in range(w):
-                cloud[y, x] = cloud[y, x] and valid[y, x]
+        cloud = majority(cloud, fill_min) & valid
     if min_cloud_size > 1:
         cloud = remove_small(cloud, min_cloud_size, 8, open_edges)
 
