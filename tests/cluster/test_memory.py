@@ -4,6 +4,7 @@ compute with a chunk size that fits, and a task that really exceeds its worker's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,6 +24,35 @@ from geoproc.run.watch import WorkersKilledError
 from .conftest import job_dict
 
 DASK = str(Path(sys.executable).parent / "dask")
+
+
+@contextlib.contextmanager
+def _one_worker(tmp_path, worker_args: list[str], scheduler_env: dict | None = None, worker_env: dict | None = None):
+    """A ``dask scheduler`` and one ``dask worker`` (``worker_args``) on 127.0.0.1, SIGKILLed at the end; yields
+    the scheduler's address."""
+    procs = []
+    try:
+        file = tmp_path / "scheduler.json"
+        procs.append(subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
+                                       "127.0.0.1:0", "--scheduler-file", str(file)], env=scheduler_env, cwd=tmp_path,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        deadline = time.monotonic() + 60
+        while not file.exists() or not file.read_text().strip().endswith("}"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        address = yaml.safe_load(file.read_text())["address"]
+        procs.append(subprocess.Popen([DASK, "worker", address, *worker_args, "--host", "127.0.0.1", "--dashboard-address",
+                                       "127.0.0.1:0", "--local-directory", str(tmp_path / "w")], env=worker_env,
+                                      cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True))
+        yield address
+    finally:
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
 
 
 def test_plan_states_the_task_peak_and_run_refuses_a_task_that_cannot_fit(archive, tmp_path, capsys):
@@ -58,22 +88,8 @@ def test_a_task_that_exceeds_its_workers_memory_limit_ends_in_one_line(archive, 
     from distributed import Client
 
     env = dict(os.environ, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")  # KilledWorker at the first death
-    procs = []
-    try:
-        file = tmp_path / "scheduler.json"
-        procs.append(subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
-                                       "127.0.0.1:0", "--scheduler-file", str(file)], env=env, cwd=tmp_path,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-        deadline = time.monotonic() + 60
-        while not file.exists() or not file.read_text().strip().endswith("}"):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        address = yaml.safe_load(file.read_text())["address"]
-        # with its nanny, which kills it past 95% of 700 MiB: an idle worker holds about 400 MiB
-        procs.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--memory-limit", "700MiB",
-                                       "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0",
-                                       "--local-directory", str(tmp_path / "w")], env=env, cwd=tmp_path,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+    # with its nanny, which kills it past 95% of 700 MiB: an idle worker holds about 400 MiB
+    with _one_worker(tmp_path, ["--nthreads", "1", "--memory-limit", "700MiB"], env, env) as address:
         items = geoproc.search(archive.catalog)
         ds = geoproc.load(items, ["red", "nir", "scl"], resolution=1, chunks=2560)
         result = geoproc.composite(geoproc.ndvi(ds), "median", mask=geoproc.cloud_mask(ds))
@@ -82,13 +98,6 @@ def test_a_task_that_exceeds_its_workers_memory_limit_ends_in_one_line(archive, 
             with pytest.raises(WorkersKilledError) as info:
                 write_tiled(result, tmp_path / "oom.zarr", tile=1, client=client, on_failure="stop",
                             task_bytes=task_memory(ds))
-    finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(10)
     text = str(info.value)
     assert "\n" not in text
     assert "died on every attempt" in text and "ran out of memory" in text and "smaller chunks" in text
@@ -103,22 +112,9 @@ def test_workers_paused_at_their_memory_limit_are_said_with_their_memory_then_th
     # a pause threshold of 1% of 1 GiB: the worker pauses as soon as it starts, as one full of data would
     env = dict(os.environ, DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE="0.01", DASK_DISTRIBUTED__WORKER__MEMORY__TARGET="False",
                DASK_DISTRIBUTED__WORKER__MEMORY__SPILL="False")
-    procs = []
     said: list[str] = []
-    try:
-        file = tmp_path / "scheduler.json"
-        procs.append(subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address",
-                                       "127.0.0.1:0", "--scheduler-file", str(file)], cwd=tmp_path,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-        deadline = time.monotonic() + 60
-        while not file.exists() or not file.read_text().strip().endswith("}"):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        address = yaml.safe_load(file.read_text())["address"]
-        procs.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--memory-limit", "1GiB",
-                                       "--name", "full", "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0",
-                                       "--local-directory", str(tmp_path / "w")], env=env, cwd=tmp_path,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+    with _one_worker(tmp_path, ["--nthreads", "1", "--no-nanny", "--memory-limit", "1GiB", "--name", "full"],
+                     worker_env=env) as address:
         items = geoproc.search(archive.catalog)
         ndvi = geoproc.ndvi(geoproc.load(items, ["red", "nir"], resolution=20, chunks=64))
         with Client(address, timeout="30s", set_as_default=False) as client:
@@ -128,13 +124,6 @@ def test_workers_paused_at_their_memory_limit_are_said_with_their_memory_then_th
                 write_tiled(ndvi, tmp_path / "paused.zarr", client=client,
                             watch=Watch(client, warn=1, stop=4, log=said.append))
             waited = time.monotonic() - began
-    finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(10)
     assert len(said) == 1 and said[0].startswith("geoproc: all 1 workers are paused at their memory limit (full "), said
     assert "MiB of 1,024 MiB) for 1 s; waiting up to 4 s" in said[0]
     text = str(info.value)
